@@ -1,0 +1,1 @@
+"""The ``facesieve`` command line."""

@@ -1,0 +1,285 @@
+"""``facesieve``: argument parsing and rendering only; the work happens in the library.
+
+Exit codes: 0 everything succeeded; 1 some shards failed after retries (the rest is written);
+2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from facesieve import __version__
+from facesieve.config import Config, load_config
+from facesieve.errors import ConfigError, FacesieveError, ModelError
+
+log = logging.getLogger("facesieve")
+
+EPILOG = """\
+INPUT and OUT are local paths or s3://bucket/prefix URIs. S3 credentials come from the standard
+AWS chain (environment, ~/.aws, instance role); --s3-endpoint or AWS_ENDPOINT_URL selects an
+S3-compatible store. Exit codes: 0 success, 1 some shards failed (others written), 2 usage error.
+"""
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("common options")
+    g.add_argument("--config", metavar="FILE", help="YAML config with sections source, faces, run")
+    g.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], help="inference device (default auto)"
+    )
+    g.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    g.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+    )
+    g.add_argument("-q", "--quiet", action="store_true", help="only errors; no progress bar")
+
+
+def _add_models(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("models")
+    g.add_argument(
+        "--detector", metavar="ONNX", help="SCRFD *_bnkps ONNX file (default: bundled SCRFD-500M)"
+    )
+    g.add_argument(
+        "--recognizer",
+        metavar="ONNX",
+        help="ArcFace 112x112 ONNX file (default: bundled MobileFaceNet)",
+    )
+    g.add_argument(
+        "--det-size", type=int, metavar="PX", help="largest detector input side (default 640)"
+    )
+    g.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average each embedding with the mirrored face's (default off)",
+    )
+
+
+def _add_job(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("input and execution")
+    g.add_argument(
+        "--layout",
+        choices=["auto", "webdataset", "folders", "flat"],
+        help="input layout (default auto-detected)",
+    )
+    g.add_argument(
+        "--shard-size",
+        type=int,
+        metavar="N",
+        help="images per shard for folders/flat (default 1000)",
+    )
+    g.add_argument(
+        "--aligned",
+        choices=["auto", "yes", "no"],
+        help="treat images as aligned 112x112 crops: auto = when exactly 112x112 (default)",
+    )
+    g.add_argument(
+        "--runner", choices=["ray", "local"], help="ray (default) or local in-process execution"
+    )
+    g.add_argument(
+        "--ray-address", metavar="ADDR", help="join a Ray cluster (default: start a local runtime)"
+    )
+    g.add_argument(
+        "--workers", type=int, metavar="N", help="worker actors (default: one per CPU, two per GPU)"
+    )
+    g.add_argument(
+        "--retries", type=int, metavar="N", help="extra attempts for a failing shard (default 2)"
+    )
+    g.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facesieve",
+        description="Clean large face-image datasets: detect, align and embed faces, at scale.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"facesieve {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "embed",
+        help="shards -> images/ + faces/ Parquet (skips done shards)",
+        description="Detect, align and embed every face of INPUT into OUT/images and "
+        "OUT/faces, one Parquet file per shard. Finished shards are skipped; shards "
+        "whose content, config or models changed are redone.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "input", metavar="INPUT", help="folder or s3://bucket/prefix with tar shards or images"
+    )
+    p.add_argument(
+        "--out", required=True, metavar="OUT", help="output root (folder or s3://bucket/prefix)"
+    )
+    _add_job(p)
+    _add_models(p)
+    _add_common(p)
+
+    p = sub.add_parser(
+        "verify",
+        help="1:1: same person or not, with the cosine",
+        description="Compare the largest face of IMAGE_A with the largest face of IMAGE_B. "
+        "Prints the cosine similarity and 'same' when it reaches the threshold.",
+    )
+    p.add_argument("image_a", metavar="IMAGE_A")
+    p.add_argument("image_b", metavar="IMAGE_B")
+    p.add_argument(
+        "--threshold", type=float, help="cosine at or above which faces match (default: LFW-tuned)"
+    )
+    _add_models(p)
+    _add_common(p)
+
+    p = sub.add_parser(
+        "demo",
+        help="build demo data from bundled photos and embed it",
+        description="Builds a small labeled dataset (face crops from the photos bundled "
+        "with the model pack, as identities, with augmented copies and a few broken "
+        "files) under DIR/data, and runs `embed` on it into DIR/out.",
+    )
+    p.add_argument(
+        "--out",
+        default="facesieve-demo",
+        metavar="DIR",
+        help="demo folder (default ./facesieve-demo)",
+    )
+    p.add_argument(
+        "--runner", choices=["ray", "local"], help="ray (default) or local in-process execution"
+    )
+    _add_common(p)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config)
+    get = lambda name: getattr(args, name, None)  # noqa: E731 - subcommands differ in flags
+    cfg = cfg.with_overrides("source", layout=get("layout"), shard_size=get("shard_size"))
+    cfg = cfg.with_overrides(
+        "faces",
+        detector=get("detector"),
+        recognizer=get("recognizer"),
+        det_size=get("det_size"),
+        flip=get("flip"),
+        aligned=get("aligned"),
+    )
+    cfg = cfg.with_overrides(
+        "run",
+        runner=get("runner"),
+        ray_address=get("ray_address"),
+        device=get("device"),
+        workers=get("workers"),
+        retries=get("retries"),
+        s3_endpoint=get("s3_endpoint"),
+    )
+    return cfg.validate()
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = (
+        logging.ERROR
+        if args.quiet
+        else [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    )
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    sys.stdout.write((json.dumps(data, indent=2) if args.json else text) + "\n")
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from facesieve.runner.job import run_embed
+
+    result = run_embed(
+        args.input, args.out, _config(args), show_progress=False if args.quiet else None
+    )
+    _emit(args, result.run_info, _embed_text(result.run_info))
+    return result.exit_code
+
+
+def _embed_text(info: dict[str, Any]) -> str:
+    t, s, speed = info["totals"], info["shards"], info["throughput"]
+    lines = [
+        f"shards: {s['total']} total, {s['processed']} processed, {s['skipped']} already done, "
+        f"{len(s['failed'])} failed",
+        f"images: {t.get('images', 0)}  faces: {t.get('faces', 0)}  status: {t.get('status', {})}",
+        f"throughput: {speed['images_per_s']} images/s over {speed['images']} new images",
+        f"output: {info['output']}",
+    ]
+    lines += [f"FAILED {f['uri']}: {f['error']}" for f in s["failed"]]
+    return "\n".join(lines)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from facesieve.faces.engine import FaceEngine
+    from facesieve.faces.verify import DEFAULT_THRESHOLD, verify
+
+    cfg = _config(args)
+    engine = FaceEngine(cfg.faces, cfg.run.device)
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    data = []
+    for name in (args.image_a, args.image_b):
+        try:
+            data.append(Path(name).read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {name}: {exc.strerror}") from exc
+    r = verify(engine, data[0], data[1], threshold, (args.image_a, args.image_b))
+    verdict = "same" if r.same_person else "different"
+    _emit(
+        args,
+        {
+            "image_a": args.image_a,
+            "image_b": args.image_b,
+            "cosine": r.cosine,
+            "same_person": r.same_person,
+            "threshold": r.threshold,
+            "faces_a": r.faces_a,
+            "faces_b": r.faces_b,
+        },
+        f"{verdict} person (cosine {r.cosine:.4f}, threshold {r.threshold})",
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from facesieve.cli.demo import build_demo_data
+    from facesieve.runner.job import run_embed
+
+    root = Path(args.out)
+    data_dir = build_demo_data(root / "data")
+    result = run_embed(
+        str(data_dir), str(root / "out"), _config(args), show_progress=False if args.quiet else None
+    )
+    _emit(args, result.run_info, f"demo data: {data_dir}\n" + _embed_text(result.run_info))
+    return result.exit_code
+
+
+COMMANDS = {"embed": cmd_embed, "verify": cmd_verify, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, ModelError) as exc:
+        log.error("%s", exc)
+        return 2
+    except FacesieveError as exc:
+        log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        log.error("interrupted; finished shards are kept, rerun to continue")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Configuration: YAML and CLI flags become frozen dataclasses that stages read.
+
+Only settings that change what is written take part in the fingerprint (models, thresholds,
+decoding limits). Execution settings (device, workers, Ray address) do not: running the same data
+on a GPU cluster instead of a laptop must not redo finished shards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from facesieve.errors import ConfigError
+
+FINGERPRINT_VERSION = 1  # bump when the meaning of an output column changes
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """How input is listed and cut into shards, and what an acceptable image is."""
+
+    layout: str = "auto"  # auto | webdataset | folders | flat
+    shard_size: int = 1000  # images per shard for folder and flat layouts
+    max_image_bytes: int = 64 * 1024 * 1024  # larger files become status=too_large unread
+    max_pixels: int = 40_000_000  # decompression-bomb guard, checked from the header
+
+    def validate(self) -> None:
+        if self.layout not in ("auto", "webdataset", "folders", "flat"):
+            raise ConfigError(
+                f"layout must be auto, webdataset, folders or flat, not {self.layout!r}"
+            )
+        if self.shard_size < 1:
+            raise ConfigError("shard_size must be at least 1")
+        if self.max_pixels < 1 or self.max_image_bytes < 1:
+            raise ConfigError("max_pixels and max_image_bytes must be positive")
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """Detection, alignment and embedding settings."""
+
+    detector: str | None = None  # path to an SCRFD *_bnkps ONNX; None = bundled SCRFD-500M
+    recognizer: str | None = None  # path to an ArcFace 112x112 ONNX; None = bundled MobileFaceNet
+    det_size: int = 640  # largest detector input side; smaller images are not upscaled
+    det_min_size: int = 128  # smallest detector input side
+    det_threshold: float = 0.5
+    nms_threshold: float = 0.4
+    min_face_px: float = 12.0  # faces whose larger box side is smaller are dropped
+    flip: bool = False  # average each embedding with its mirror image's (slower, ~+0.1% LFW)
+    aligned: str = "auto"  # auto | yes | no: treat 112x112 images as aligned crops
+    det_batch: int = 16
+    embed_batch: int = 64
+
+    def validate(self) -> None:
+        if self.aligned not in ("auto", "yes", "no"):
+            raise ConfigError(f"aligned must be auto, yes or no, not {self.aligned!r}")
+        if not 32 <= self.det_min_size <= self.det_size:
+            raise ConfigError("need 32 <= det_min_size <= det_size")
+        if self.det_size % 32 or self.det_min_size % 32:
+            raise ConfigError("det_size and det_min_size must be multiples of 32")
+        if not (0 < self.det_threshold < 1 and 0 < self.nms_threshold < 1):
+            raise ConfigError("det_threshold and nms_threshold must lie in (0, 1)")
+        if self.det_batch < 1 or self.embed_batch < 1:
+            raise ConfigError("det_batch and embed_batch must be at least 1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where and how the work runs; not part of the fingerprint."""
+
+    runner: str = "ray"  # ray | local (in-process, no Ray)
+    ray_address: str | None = None  # None = start a local Ray runtime
+    device: str = "auto"  # auto | cpu | cuda
+    workers: int = 0  # 0 = one per CPU (CPU) or per GPU slot (GPU)
+    threads_per_worker: int = 0  # onnxruntime threads per worker; 0 = CPUs / workers
+    gpu_workers_per_device: int = 2  # GPU actors share a GPU so decoding overlaps inference
+    retries: int = 2  # extra attempts for a failing shard
+    s3_endpoint: str | None = None  # S3-compatible endpoint; AWS_ENDPOINT_URL works too
+
+    def validate(self) -> None:
+        if self.runner not in ("ray", "local"):
+            raise ConfigError(f"runner must be ray or local, not {self.runner!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if self.workers < 0 or self.retries < 0 or self.gpu_workers_per_device < 1:
+            raise ConfigError("workers and retries must be >= 0, gpu_workers_per_device >= 1")
+
+
+@dataclass(frozen=True)
+class Config:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    faces: FaceConfig = field(default_factory=FaceConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def validate(self) -> Config:
+        self.source.validate()
+        self.faces.validate()
+        self.run.validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def with_overrides(self, section: str, **values: Any) -> Config:
+        """A copy with some keys of one section replaced; ``None`` values are ignored."""
+        values = {k: v for k, v in values.items() if v is not None}
+        if not values:
+            return self
+        current = getattr(self, section)
+        _check_keys(type(current), values, section)
+        return dataclasses.replace(self, **{section: dataclasses.replace(current, **values)})
+
+    def fingerprint(self, model_digests: dict[str, str]) -> str:
+        """Hash of everything that changes the rows a shard produces."""
+        relevant = {
+            "version": FINGERPRINT_VERSION,
+            "source": {k: v for k, v in dataclasses.asdict(self.source).items() if k != "layout"},
+            "faces": {
+                k: v
+                for k, v in dataclasses.asdict(self.faces).items()
+                if k not in ("detector", "recognizer", "det_batch", "embed_batch")
+            },
+            "models": model_digests,
+        }
+        blob = json.dumps(relevant, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _check_keys(cls: type, values: dict[str, Any], where: str) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) in {where}: {', '.join(unknown)}; known: {sorted(known)}"
+        )
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read a YAML config (sections ``source``, ``faces``, ``run``); ``None`` gives defaults."""
+    if path is None:
+        return Config().validate()
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    sections = {"source": SourceConfig, "faces": FaceConfig, "run": RunConfig}
+    _check_keys(Config, data, str(path))
+    built: dict[str, Any] = {}
+    for name, cls in sections.items():
+        values = data.get(name) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"section {name!r} in {path} must be a mapping")
+        _check_keys(cls, values, f"{path}:{name}")
+        try:
+            built[name] = cls(**values)
+        except TypeError as exc:
+            raise ConfigError(f"section {name!r} in {path}: {exc}") from exc
+    return Config(**built).validate()

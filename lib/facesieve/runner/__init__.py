@@ -1,0 +1,1 @@
+"""Execution: listing, skip-if-done, retries, concurrency (in-process or Ray), progress, stats."""

@@ -1,0 +1,22 @@
+"""Byte storage behind one small interface: a local folder or an S3 prefix.
+
+Every path a stage uses is relative to a root URI, so the same code writes ``OUT/faces/x.parquet``
+to a laptop folder or to ``s3://bucket/run/faces/x.parquet``.
+"""
+
+from __future__ import annotations
+
+from facesieve.storage.base import ObjectInfo, Store
+from facesieve.storage.local import LocalStore
+from facesieve.storage.s3 import S3Store, parse_s3_uri
+
+
+def open_store(uri: str, s3_endpoint: str | None = None) -> Store:
+    """The store rooted at ``uri``: ``s3://bucket/prefix`` or a local path (created on write)."""
+    if uri.startswith("s3://"):
+        bucket, prefix = parse_s3_uri(uri)
+        return S3Store(bucket, prefix, endpoint=s3_endpoint)
+    return LocalStore(uri)
+
+
+__all__ = ["LocalStore", "ObjectInfo", "S3Store", "Store", "open_store", "parse_s3_uri"]
