@@ -15,7 +15,7 @@ from facesieve.errors import FacesieveError
 from facesieve.faces.decode import decode_image
 from facesieve.faces.engine import Face, FaceEngine
 
-DEFAULT_THRESHOLD = 0.30
+DEFAULT_THRESHOLD = 0.225  # mean of the 10 per-fold LFW thresholds, docs/BENCHMARKS.md
 
 
 @dataclass(frozen=True)

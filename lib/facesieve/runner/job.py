@@ -91,6 +91,8 @@ def run_embed(
     fingerprint = config.fingerprint(models.digests())
 
     shards = list_shards(in_store, config.source.layout, config.source.shard_size)
+    if swept := out_store.sweep_partial():
+        log.info("removed %d partial file(s) left by an interrupted run", swept)
     markers = read_markers(out_store, EmbedStage.name)
     done = {
         s.shard_id

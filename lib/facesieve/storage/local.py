@@ -18,7 +18,9 @@ class LocalStore:
         self.root_uri = str(self.root)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve() if key else self.root
+        # Lexical check: '..' may not climb out, but symlinks inside the root may point anywhere
+        # (datasets are often trees of links).
+        path = Path(os.path.normpath(self.root / key)) if key else self.root
         if path != self.root and self.root not in path.parents:
             raise StorageError(f"key {key!r} escapes the store root {self.root}")
         return path
@@ -79,6 +81,15 @@ class LocalStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def sweep_partial(self) -> int:
+        """Delete temp files a killed writer left behind (``.NAME.*.tmp``); returns how many."""
+        removed = 0
+        if self.root.is_dir():
+            for tmp in self.root.rglob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

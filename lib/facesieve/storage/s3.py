@@ -122,6 +122,10 @@ class S3Store:
         except Exception as exc:
             raise self._fail("write", key, exc) from None
 
+    def sweep_partial(self) -> int:
+        """Nothing to do: a PUT is all or nothing, S3 never holds a partial object."""
+        return 0
+
     def delete(self, key: str) -> None:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))

@@ -1,0 +1,1 @@
+"""Tools for development and tests (a local S3 server); not used by the job itself."""

