@@ -54,8 +54,8 @@ class FaceConfig:
     min_face_px: float = 12.0  # faces whose larger box side is smaller are dropped
     flip: bool = False  # average each embedding with its mirror image's (slower, ~+0.1% LFW)
     aligned: str = "auto"  # auto | yes | no: treat 112x112 images as aligned crops
-    det_batch: int = 16
-    embed_batch: int = 64
+    det_batch: int = 0  # images per detector call; 0 = 16 on CPU, 64 on GPU
+    embed_batch: int = 0  # faces per recognizer call; 0 = 64 on CPU, 256 on GPU
 
     def validate(self) -> None:
         if self.aligned not in ("auto", "yes", "no"):
@@ -66,8 +66,13 @@ class FaceConfig:
             raise ConfigError("det_size and det_min_size must be multiples of 32")
         if not (0 < self.det_threshold < 1 and 0 < self.nms_threshold < 1):
             raise ConfigError("det_threshold and nms_threshold must lie in (0, 1)")
-        if self.det_batch < 1 or self.embed_batch < 1:
-            raise ConfigError("det_batch and embed_batch must be at least 1")
+        if self.det_batch < 0 or self.embed_batch < 0:
+            raise ConfigError("det_batch and embed_batch must be >= 0 (0 = chosen for the device)")
+
+    def batches(self, device: str) -> tuple[int, int]:
+        """(det_batch, embed_batch) for ``device``: GPUs want larger batches than CPUs."""
+        det_default, embed_default = (64, 256) if device == "cuda" else (16, 64)
+        return self.det_batch or det_default, self.embed_batch or embed_default
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda
     workers: int = 0  # 0 = one per CPU (CPU) or per GPU slot (GPU)
     threads_per_worker: int = 0  # onnxruntime threads per worker; 0 = CPUs / workers
-    gpu_workers_per_device: int = 2  # GPU actors share a GPU so decoding overlaps inference
+    gpu_workers_per_device: int = 4  # actors per GPU: the CPU side (decode, align) is the limit
     retries: int = 2  # extra attempts for a failing shard
     s3_endpoint: str | None = None  # S3-compatible endpoint; AWS_ENDPOINT_URL works too
 

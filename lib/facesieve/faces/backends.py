@@ -104,17 +104,28 @@ class TorchBackend:
         self._module = module.half() if self.half else module
         self.name = f"torch-{self.device.type}{'-fp16' if self.half else ''}"
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+            # Autotuning pays off only for long runs; FACESIEVE_CUDNN_BENCHMARK=1 turns it on
+            # (docs/OPERATIONS.md has the measured trade-off).
+            torch.backends.cudnn.benchmark = os.environ.get("FACESIEVE_CUDNN_BENCHMARK", "0") == "1"
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run on a batch padded to a power of two, so a job sees a handful of input shapes.
+
+        With ``cudnn.benchmark`` every new shape is autotuned (about a second for these models);
+        unpadded remainder batches made a fresh process ~9x slower than a warm one on an H100.
+        """
         torch = self._torch
+        n = len(batch)
+        padded = 1 << max(n - 1, 0).bit_length()
+        if padded != n:
+            batch = np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), batch.dtype)])
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch, np.float32))
             x = x.to(self.device, non_blocking=True)
             if self.half:
                 x = x.half()
             outs = self._module(x)
-            return [o.float().cpu().numpy() for o in outs]
+            return [o[:n].float().cpu().numpy() for o in outs]
 
 
 def make_backend(path: str, device: str, threads: int = 0) -> Backend:

@@ -37,16 +37,34 @@ class Face:
     embedding: np.ndarray  # (512,) float32, unit norm
 
 
+def limit_threads(threads: int) -> None:
+    """Cap OpenCV's and torch's CPU thread pools to this worker's share of the cores.
+
+    Each library otherwise starts one thread per core in every worker process; several workers
+    on one machine then oversubscribe the CPU (measured on a 16-core GPU host: 4 processes
+    together were slower than one).
+    """
+    cv2.setNumThreads(threads)
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
+
+
 class FaceEngine:
     """Loads the two models once (per worker) and analyses lists of RGB images."""
 
     def __init__(self, cfg: FaceConfig, device: str = "auto", threads: int = 0) -> None:
         self.cfg = cfg
+        if threads > 0:
+            limit_threads(threads)
         self.models = ModelPack.resolve(cfg.detector, cfg.recognizer)
         self.device = resolve_device(device)
         self.detector = make_backend(self.models.detector, self.device, threads)
         self.recognizer = make_backend(self.models.recognizer, self.device, threads)
         self.model_tag = self.models.recognizer_tag
+        self.det_batch, self.embed_batch = cfg.batches(self.device)
         log.info("face engine on %s (%s)", self.device, self.detector.name)
 
     def is_aligned(self, image: np.ndarray) -> bool:
@@ -65,8 +83,8 @@ class FaceEngine:
             )
             buckets[side].append(i)
         for side, members in buckets.items():
-            for start in range(0, len(members), self.cfg.det_batch):
-                chunk = members[start : start + self.cfg.det_batch]
+            for start in range(0, len(members), self.det_batch):
+                chunk = members[start : start + self.det_batch]
                 boxed = [scrfd.letterbox(images[i], side) for i in chunk]
                 outputs = self.detector.run(scrfd.to_input([c for c, _ in boxed]))
                 if len(outputs) != 9 or outputs[0].ndim != 3:
@@ -98,7 +116,7 @@ class FaceEngine:
         if len(crops) == 0:
             return np.zeros((0, 512), np.float32)
         out = []
-        step = self.cfg.embed_batch // 2 if self.cfg.flip else self.cfg.embed_batch
+        step = self.embed_batch // 2 if self.cfg.flip else self.embed_batch
         for start in range(0, len(crops), max(step, 1)):
             chunk = crops[start : start + step]
             if self.cfg.flip:

@@ -29,7 +29,6 @@ from facesieve.storage.base import Store
 
 log = logging.getLogger(__name__)
 
-CHUNK = 64  # images analysed together; bounds memory and sets the progress granularity
 _END = object()
 
 
@@ -63,7 +62,9 @@ class EmbedStage:
         faces = _Columns(schema.FACES)
         statuses: Counter[str] = Counter()
         n_bytes = 0
-        for chunk in _chunks(self._decoded(shard), CHUNK):
+        # Images analysed together: enough to fill the batches, few enough to bound memory.
+        chunk_size = max(self.engine.det_batch, self.engine.embed_batch)
+        for chunk in _chunks(self._decoded(shard, 2 * chunk_size), chunk_size):
             ok = [(rec, dec) for rec, dec in chunk if dec.status == schema.OK]
             found = iter(self.engine.analyze([dec.pixels for _, dec in ok]) if ok else [])
             for rec, dec in chunk:
@@ -89,10 +90,10 @@ class EmbedStage:
         }
         return ShardOutput({"images": images.table(), "faces": faces.table()}, stats)
 
-    def _decoded(self, shard: Shard) -> Iterator[tuple[Record, Decoded]]:
+    def _decoded(self, shard: Shard, prefetch: int) -> Iterator[tuple[Record, Decoded]]:
         """Records with decoded pixels, produced by a background thread, in shard order."""
         src = self.config.source
-        q: queue.Queue[Any] = queue.Queue(maxsize=2 * CHUNK)
+        q: queue.Queue[Any] = queue.Queue(maxsize=prefetch)
         stop = threading.Event()
 
         def produce() -> None:

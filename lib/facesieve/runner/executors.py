@@ -89,7 +89,8 @@ def run_ray(
     if use_gpu:
         n_workers = run.workers or max(1, gpus * run.gpu_workers_per_device)
         options: dict[str, Any] = {"num_cpus": 1, "num_gpus": 1.0 / run.gpu_workers_per_device}
-        device, threads = "cuda", 1
+        cpus_per_worker = int(resources.get("CPU", 1)) // max(n_workers, 1)
+        device, threads = "cuda", run.threads_per_worker or max(1, cpus_per_worker)
     else:
         n_workers = run.workers or max(1, int(resources.get("CPU", 1)))
         options = {"num_cpus": 1}
