@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from facesieve.config import FaceConfig
+from facesieve.errors import ModelError
 from facesieve.faces.decode import decode_image
 from facesieve.faces.engine import FaceEngine
 from facesieve.faces.model_pack import bundled_photo
@@ -65,8 +66,10 @@ def build_demo_data(root: Path) -> Path:
     rng = np.random.default_rng(7)
     identities = 0
     for photo in PHOTOS:
-        pixels = decode_image(bundled_photo(photo).read_bytes(), 10**8, 10**8).pixels
-        assert pixels is not None  # bundled photos always decode
+        decoded = decode_image(bundled_photo(photo).read_bytes(), 10**8, 10**8)
+        if decoded.pixels is None:
+            raise ModelError(f"bundled photo {photo} does not decode: {decoded.error}")
+        pixels = decoded.pixels
         det = engine.detect([pixels])[0]
         boxes = [b for b in det.boxes if max(b[2] - b[0], b[3] - b[1]) >= MIN_FACE_PX]
         boxes.sort(key=lambda b: (round(float(b[1]) / 100), float(b[0])))  # reading order

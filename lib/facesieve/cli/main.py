@@ -255,9 +255,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     root = Path(args.out)
     data_dir = build_demo_data(root / "data")
-    result = run_embed(
-        str(data_dir), str(root / "out"), _config(args), show_progress=False if args.quiet else None
-    )
+    config = _config(args)
+    if args.config is None:  # ~110 images: small shards so that every worker gets some
+        config = config.with_overrides("source", shard_size=32)
+    progress = False if args.quiet else None
+    result = run_embed(str(data_dir), str(root / "out"), config, show_progress=progress)
     _emit(args, result.run_info, f"demo data: {data_dir}\n" + _embed_text(result.run_info))
     return result.exit_code
 

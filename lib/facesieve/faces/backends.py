@@ -92,12 +92,16 @@ class OrtBackend:
 class TorchBackend:
     """The ONNX graph interpreted by torch, fp16 on CUDA (fp32 when run on the CPU for tests)."""
 
-    def __init__(self, path: str, device: str = "cuda", half: bool | None = None) -> None:
+    def __init__(
+        self, path: str, device: str = "cuda", half: bool | None = None, threads: int = 0
+    ) -> None:
         import torch
 
         from facesieve.faces.onnx_torch import load_onnx_as_torch
 
         self._torch = torch
+        if threads > 0:
+            torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.half = (self.device.type == "cuda") if half is None else half
         module = load_onnx_as_torch(path).to(self.device)
@@ -131,7 +135,7 @@ class TorchBackend:
 def make_backend(path: str, device: str, threads: int = 0) -> Backend:
     """The engine for ``device`` (already resolved to ``cpu`` or ``cuda``)."""
     if device == "cuda":
-        return TorchBackend(path, "cuda")
+        return TorchBackend(path, "cuda", threads=threads)
     if device == "cpu":
         return OrtBackend(path, threads)
     raise ConfigError(f"unknown device {device!r}")

@@ -7,7 +7,6 @@ then reported in the results while the other shards carry on.
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -158,5 +157,4 @@ def run_ray(
     for worker in workers:
         ray.kill(worker)
     ray.kill(counter)
-    time.sleep(0)  # let Ray process the kills before the driver moves on
     return results

@@ -1,0 +1,51 @@
+"""The command line: demo end to end, help text, exit codes for usage and configuration errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from facesieve.cli.main import build_parser, main
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_builds_data_and_embeds_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--runner", "local", "--json", "-q"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    files = [p for p in (tmp_path / "demo" / "data").rglob("*") if p.is_file()]
+    assert info["totals"]["images"] == len(files) >= 100
+    assert (
+        info["totals"]["status"]["decode_error"] == 1
+        and info["totals"]["status"]["unsupported"] == 1
+    )
+    assert info["shards"]["total"] >= 3  # small shards so Ray workers share the demo
+    assert (tmp_path / "demo" / "out" / "run.json").is_file()
+
+
+@pytest.mark.parametrize("command", ["embed", "verify", "demo"])
+def test_every_command_explains_itself(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--device" in text and "--config" in text
+
+
+def test_configuration_errors_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("faces:\n  det_treshold: 0.3\n")
+    (tmp_path / "in").mkdir()
+    assert (
+        main(["embed", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--config", str(bad)])
+        == 2
+    )
+    assert main(["embed", str(tmp_path / "in"), "--out", str(tmp_path / "in" / "out")]) == 2
+    missing = str(tmp_path / "none.onnx")
+    assert (
+        main(["embed", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--detector", missing])
+        == 2
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["embed", "x", "--out", "y", "--device", "tpu"])
+    assert exit_info.value.code == 2
