@@ -156,27 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Which flags override which config section (flags a subcommand lacks are simply absent).
+_OVERRIDES = {
+    "source": ("layout", "shard_size"),
+    "faces": ("detector", "recognizer", "det_size", "flip", "aligned"),
+    "run": ("runner", "ray_address", "device", "workers", "retries", "s3_endpoint"),
+}
+
+
 def _config(args: argparse.Namespace) -> Config:
     cfg = load_config(args.config)
-    get = lambda name: getattr(args, name, None)  # noqa: E731 - subcommands differ in flags
-    cfg = cfg.with_overrides("source", layout=get("layout"), shard_size=get("shard_size"))
-    cfg = cfg.with_overrides(
-        "faces",
-        detector=get("detector"),
-        recognizer=get("recognizer"),
-        det_size=get("det_size"),
-        flip=get("flip"),
-        aligned=get("aligned"),
-    )
-    cfg = cfg.with_overrides(
-        "run",
-        runner=get("runner"),
-        ray_address=get("ray_address"),
-        device=get("device"),
-        workers=get("workers"),
-        retries=get("retries"),
-        s3_endpoint=get("s3_endpoint"),
-    )
+    for section, names in _OVERRIDES.items():
+        cfg = cfg.with_overrides(section, **{n: getattr(args, n, None) for n in names})
     return cfg.validate()
 
 

@@ -64,6 +64,7 @@ class SeaweedS3:
         self.identities = identities
         self.s3_port = s3_port
         self.proc: subprocess.Popen[bytes] | None = None
+        self._ports: list[int] = []
 
     @property
     def endpoint(self) -> str:
@@ -74,7 +75,12 @@ class SeaweedS3:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         ports = {name: free_port_pair(rng) for name in ("master", "volume", "filer")}
         self.s3_port = self.s3_port or free_port_pair(rng)
-        cmd = [weed_binary(), "server", f"-dir={self.data_dir}"]
+        self._ports = [*ports.values(), self.s3_port]
+        # SeaweedFS puts unix sockets and logs in $TMPDIR; keep them in the data folder so a
+        # killed server leaves nothing behind in /tmp.
+        scratch = self.data_dir / "tmp"
+        scratch.mkdir(exist_ok=True)
+        cmd = [weed_binary(), f"-logdir={scratch}", "server", f"-dir={self.data_dir}"]
         cmd += ["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false"]
         cmd += [f"-{name}.port={port}" for name, port in ports.items()]
         cmd += ["-s3", f"-s3.port={self.s3_port}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
@@ -116,6 +122,12 @@ class SeaweedS3:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
         self.proc = None
+        # Its gRPC sockets have fixed /tmp paths named after the ports; a killed server leaves them.
+        for port in self._ports:
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port + 10000}.sock"):
+                sock.unlink(missing_ok=True)
 
     def __enter__(self) -> SeaweedS3:
         return self.start()

@@ -74,8 +74,9 @@ def run_ray(
     """Ray actors, each loading the models once and taking shards from the driver.
 
     Actors get one CPU each (no Ray Data, whose default read tasks deadlock a 2-CPU node), or a
-    fraction of a GPU when the cluster has GPUs, so that two actors share a GPU and one decodes
-    while the other infers. Each actor has up to two shards queued so it never waits on the driver.
+    fraction of a GPU when the cluster has GPUs, so that several actors share a GPU and its idle
+    time while one decodes is used by another (``gpu_workers_per_device``; docs/OPERATIONS.md).
+    Each actor has up to two shards queued so it never waits on the driver.
     """
     import ray
     from ray.exceptions import RayActorError

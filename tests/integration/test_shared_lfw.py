@@ -1,0 +1,53 @@
+"""Real LFW pairs from ../shared (skipped when that folder is absent): the embed job plus the
+verification threshold separate same-person from different-person pairs."""
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from facesieve.faces.verify import DEFAULT_THRESHOLD
+from facesieve.runner.job import run_embed
+from tests.integration.helpers import local_config
+
+pytestmark = pytest.mark.integration
+
+
+def _pairs(meta: Path, n: int) -> list[tuple[str, str, bool]]:
+    lines = meta.read_text().splitlines()[1:]
+    same = [line.split("\t") for line in lines[:n]]
+    diff = [line.split("\t") for line in lines[300 : 300 + n]]
+    path = lambda name, k: f"{name}/{name}_{int(k):04d}.jpg"  # noqa: E731
+    return [(path(p[0], p[1]), path(p[0], p[2]), True) for p in same] + [
+        (path(p[0], p[1]), path(p[2], p[3]), False) for p in diff
+    ]
+
+
+def test_lfw_pairs_are_told_apart(shared_faces: Path, tmp_path: Path) -> None:
+    pairs = _pairs(shared_faces / "meta" / "lfw_pairs.txt", 25)
+    src = tmp_path / "lfw"
+    for a, b, _ in pairs:
+        for rel in (a, b):
+            dest = src / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if not dest.exists():
+                dest.write_bytes((shared_faces / "labeled" / "lfw" / rel).read_bytes())
+    out = tmp_path / "out"
+    result = run_embed(str(src), str(out), local_config(), show_progress=False)
+    assert result.totals["status"] == {"ok": result.totals["images"]}
+    images = {r["image_id"]: r for r in pq.read_table(out / "images").to_pylist()}
+    faces = pq.read_table(out / "faces").to_pylist()
+    subject = {}
+    for f in faces:  # the face nearest the centre of the 250x250 image is the labeled person
+        img = images[f["image_id"]]
+        centre = np.hypot(
+            (f["bbox"][0] + f["bbox"][2]) / 2 - 125, (f["bbox"][1] + f["bbox"][3]) / 2 - 125
+        )
+        key = Path(img["uri"]).relative_to(src).as_posix()
+        if key not in subject or centre < subject[key][0]:
+            subject[key] = (centre, np.asarray(f["embedding"], np.float32))
+    correct = [
+        (float(subject[a][1] @ subject[b][1]) >= DEFAULT_THRESHOLD) == same for a, b, same in pairs
+    ]
+    assert np.mean(correct) >= 0.96
