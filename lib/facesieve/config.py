@@ -98,15 +98,40 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class IndexConfig:
+    """The FAISS index over OUT/faces and the kNN graph (docs/INDEX.md explains the rule)."""
+
+    memory: str = "8G"  # budget for the index in RAM; sets the PQ code size
+    factory: str | None = None  # a FAISS index_factory string overrides the rule
+    flat_below: int = 20_000  # fewer vectors: exact IndexFlatIP, no training
+    nprobe: int = 0  # IVF lists visited per query; 0 = max(32, nlist / 64)
+    retrain_factor: float = 4.0  # retrain when vectors grew past this x the count trained on
+    candidates: int = 10  # re-rank this many x k approximate candidates (at least 100)
+    knn_k: int = 32  # neighbours per face in index/knn.parquet; 0 = no graph
+    knn_batch: int = 20_000  # faces per checkpointed kNN batch
+
+    def validate(self) -> None:
+        from facesieve.index.params import parse_memory
+
+        parse_memory(self.memory)
+        if self.flat_below < 0 or self.nprobe < 0 or self.knn_k < 0 or self.knn_batch < 1:
+            raise ConfigError("flat_below, nprobe and knn_k must be >= 0, knn_batch >= 1")
+        if self.retrain_factor <= 1.0 or self.candidates < 1:
+            raise ConfigError("retrain_factor must be > 1 and candidates >= 1")
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     faces: FaceConfig = field(default_factory=FaceConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
 
     def validate(self) -> Config:
         self.source.validate()
         self.faces.validate()
         self.run.validate()
+        self.index.validate()
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,7 +183,7 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")
-    sections = {"source": SourceConfig, "faces": FaceConfig, "run": RunConfig}
+    sections = {"source": SourceConfig, "faces": FaceConfig, "run": RunConfig, "index": IndexConfig}
     _check_keys(Config, data, str(path))
     built: dict[str, Any] = {}
     for name, cls in sections.items():

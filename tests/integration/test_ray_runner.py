@@ -6,6 +6,7 @@ import json
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -71,3 +72,23 @@ def test_a_failing_shard_is_retried_and_reported(
     # the rerun only retries the broken shard
     again = run_embed(str(src), str(tmp_path / "out"), cfg, show_progress=False)
     assert again.shards_skipped == 2 and len(again.failed) == 1
+
+
+def test_index_shards_are_filled_by_ray_tasks(ray_session, tmp_path: Path) -> None:
+    from facesieve.config import Config
+    from facesieve.devtools.synthetic import SphereModel, identities, write_embed_output
+    from facesieve.index.build import build_index
+    from facesieve.index.reader import IndexReader
+    from facesieve.storage import LocalStore
+
+    emb, labels = identities(SphereModel(noise=0.8, shared=1.0, offset=0.1), 12_000)
+    write_embed_output(LocalStore(tmp_path), emb, labels, shard_size=2_000)
+    cfg = (
+        Config().with_overrides("index", flat_below=0, knn_k=0).with_overrides("run", runner="ray")
+    )
+    result = build_index(str(tmp_path), cfg.validate())
+    assert len(result.added) == 6 and result.manifest.total == 12_000
+    assert all(e.count == 2_000 for e in result.manifest.shards.values())
+    ids, sims = IndexReader(LocalStore(tmp_path), cfg.index).search_ids(emb[:20], 1)
+    np.testing.assert_allclose(sims[:, 0], 1.0, atol=1e-5)
+    assert len(set(ids[:, 0].tolist())) == 20 and set((ids[:, 0] >> 32).tolist()) <= set(range(6))

@@ -99,3 +99,26 @@ def test_wrong_secret_fails_cleanly_without_printing_it(
     assert code == 1
     assert "SignatureDoesNotMatch" in text or "AccessDenied" in text or "InvalidAccessKeyId" in text
     assert wrong not in text and SECRET not in text
+
+
+def test_index_and_search_on_an_s3_output_root(
+    s3, creds, demo_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    _client(s3.endpoint).create_bucket(Bucket="faces-index")
+    out = "s3://faces-index/runs/demo"
+    cfg = local_config().with_overrides("run", s3_endpoint=s3.endpoint)
+    assert run_embed(str(demo_data), out, cfg, show_progress=False).exit_code == 0
+    common = ["--s3-endpoint", s3.endpoint, "--json", "-q"]
+    assert main(["index", out, "--runner", "local", "--knn-k", "5", *common]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["vectors"] > 100 and info["knn"]["k"] == 5
+    keys = {
+        o["Key"] for o in _client(s3.endpoint).list_objects_v2(Bucket="faces-index")["Contents"]
+    }
+    assert {"runs/demo/index/manifest.json", "runs/demo/index/knn.parquet"} <= keys
+    query = demo_data / "gdp_01" / "3.jpg"
+    assert main(["search", out, str(query), "-k", "3", "--device", "cpu", *common]) == 0
+    top = json.loads(capsys.readouterr().out)["faces"][0]["matches"]
+    assert top[0]["uri"] == str(query) and top[0]["label"] == "gdp_01"

@@ -51,3 +51,36 @@ def test_lfw_pairs_are_told_apart(shared_faces: Path, tmp_path: Path) -> None:
         (float(subject[a][1] @ subject[b][1]) >= DEFAULT_THRESHOLD) == same for a, b, same in pairs
     ]
     assert np.mean(correct) >= 0.96
+
+
+def test_search_with_a_second_photo_finds_the_person(
+    shared_faces: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Index first photos of 25 people plus 50 distractors; search with each second photo."""
+    import json
+
+    from facesieve.cli.main import main
+
+    pairs = _pairs(shared_faces / "meta" / "lfw_pairs.txt", 25)
+    lfw = shared_faces / "labeled" / "lfw"
+    src = tmp_path / "lfw"
+    indexed = {a for a, _, same in pairs if same} | {
+        p for a, b, same in pairs if not same for p in (a, b)
+    }
+    queries = [(b, a.split("/")[0]) for a, b, same in pairs if same and b not in indexed]
+    for rel in indexed:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes((lfw / rel).read_bytes())
+    out = tmp_path / "out"
+    assert run_embed(str(src), str(out), local_config(), show_progress=False).exit_code == 0
+    assert main(["index", str(out), "--runner", "local", "-q"]) == 0
+    capsys.readouterr()
+    hits = 0
+    for rel, person in queries:
+        assert (
+            main(["search", str(out), str(lfw / rel), "-k", "3", "--device", "cpu", "--json"]) == 0
+        )
+        faces = json.loads(capsys.readouterr().out)["faces"]
+        subject = min(faces, key=lambda f: abs((f["bbox"][0] + f["bbox"][2]) / 2 - 125))
+        hits += subject["matches"][0]["label"] == person
+    assert len(queries) >= 20 and hits >= len(queries) - 1

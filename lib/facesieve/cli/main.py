@@ -10,8 +10,11 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from facesieve import __version__
 from facesieve.config import Config, load_config
@@ -137,6 +140,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser(
+        "index",
+        help="IVF-PQ index over OUT/faces and the kNN graph",
+        description="Build or extend the FAISS index over OUT/faces (parameters from the number of "
+        "vectors and --memory; see docs/INDEX.md), then write the kNN graph OUT/index/knn.parquet. "
+        "Only new or changed faces shards are added; the index is retrained when the data has "
+        "grown past index.retrain_factor.",
+    )
+    p.add_argument("out", metavar="OUT", help="output root of `facesieve embed`")
+    p.add_argument("--memory", metavar="SIZE", help="index memory budget, e.g. 8G (default 8G)")
+    p.add_argument(
+        "--factory", metavar="STR", help="FAISS index_factory string overriding the rule"
+    )
+    p.add_argument("--nprobe", type=int, metavar="N", help="IVF lists visited per query")
+    p.add_argument(
+        "--knn-k", type=int, metavar="K", help="neighbours per face in the kNN graph (0: none)"
+    )
+    p.add_argument("--merge", action="store_true", help="also write all shards as one index file")
+    p.add_argument("--runner", choices=["ray", "local"], help="ray (default) or local in-process")
+    p.add_argument("--ray-address", metavar="ADDR", help="join a Ray cluster")
+    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    _add_common(p)
+
+    p = sub.add_parser(
+        "search",
+        help="1:N: nearest faces in the index",
+        description="Detect and embed the faces of IMAGE, search the index of OUT and print, for "
+        "each face (largest first), the K most similar indexed faces with uri, label, face_id and "
+        "exact cosine similarity.",
+    )
+    p.add_argument("out", metavar="OUT", help="output root with an index")
+    p.add_argument("image", metavar="IMAGE", help="query photo")
+    p.add_argument("-k", type=int, default=5, help="matches per query face (default 5)")
+    p.add_argument("--nprobe", type=int, metavar="N", help="IVF lists visited per query")
+    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    _add_models(p)
+    _add_common(p)
+
+    p = sub.add_parser(
         "demo",
         help="build demo data from bundled photos and embed it",
         description="Builds a small labeled dataset (face crops from the photos bundled "
@@ -161,6 +202,7 @@ _OVERRIDES = {
     "source": ("layout", "shard_size"),
     "faces": ("detector", "recognizer", "det_size", "flip", "aligned"),
     "run": ("runner", "ray_address", "device", "workers", "retries", "s3_endpoint"),
+    "index": ("memory", "factory", "nprobe", "knn_k"),
 }
 
 
@@ -255,7 +297,86 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-COMMANDS = {"embed": cmd_embed, "verify": cmd_verify, "demo": cmd_demo}
+def cmd_index(args: argparse.Namespace) -> int:
+    from facesieve.index.build import build_index, merge_shards
+    from facesieve.index.knn import build_knn
+    from facesieve.storage import open_store
+
+    cfg = _config(args)
+    result = build_index(args.out, cfg)
+    manifest = merge_shards(args.out, cfg) if args.merge else result.manifest
+    knn = None
+    if cfg.index.knn_k:
+        knn = build_knn(open_store(args.out, cfg.run.s3_endpoint), cfg.index)
+    info = {
+        "factory": manifest.factory,
+        "vectors": manifest.total,
+        "shards": len(manifest.shards),
+        "bytes_per_vector": manifest.params.get("bytes_per_vector"),
+        "retrained": result.retrained,
+        "added": len(result.added),
+        "refilled": len(result.refilled),
+        "removed": len(result.removed),
+        "merged": manifest.merged,
+        "timings": manifest.timings,
+        "knn": asdict(knn) if knn else None,
+        "manifest": f"{args.out.rstrip('/')}/index/manifest.json",
+    }
+    text = (
+        f"index {manifest.factory}: {manifest.total} vectors in {len(manifest.shards)} shards "
+        f"({'retrained' if result.retrained else 'extended'}: {len(result.added)} added, "
+        f"{len(result.refilled)} refilled, {len(result.removed)} removed) in {result.seconds:.1f}s"
+    )
+    if knn:
+        text += f"\nkNN graph: {knn.faces} faces x {knn.k} neighbours" + (
+            " (up to date)" if knn.up_to_date else ""
+        )
+    _emit(args, info, text)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from facesieve.faces.engine import FaceEngine
+    from facesieve.faces.verify import load_faces
+    from facesieve.index.reader import IndexReader
+    from facesieve.storage import open_store
+
+    cfg = _config(args)
+    try:
+        data = Path(args.image).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.image}: {exc.strerror}") from exc
+    reader = IndexReader(open_store(args.out, cfg.run.s3_endpoint), cfg.index)
+    faces = sorted(
+        load_faces(FaceEngine(cfg.faces, cfg.run.device), data, args.image),
+        key=lambda f: -f.face_px,
+    )
+    found = reader.search(np.stack([f.embedding for f in faces]), args.k)
+    report = []
+    lines = []
+    for i, (face, matches) in enumerate(zip(faces, found, strict=True)):
+        box = [round(float(v), 1) for v in face.bbox]
+        report.append(
+            {
+                "face": i,
+                "bbox": box,
+                "face_px": round(face.face_px, 1),
+                "matches": [asdict(m) for m in matches],
+            }
+        )
+        lines.append(f"face {i} at {box} ({face.face_px:.0f} px):")
+        lines += [f"  {m.similarity:.4f}  {m.label or '-'}  {m.uri}  {m.face_id}" for m in matches]
+    _emit(args, {"image": args.image, "faces": report}, "\n".join(lines))
+    return 0
+
+
+COMMANDS = {
+    "embed": cmd_embed,
+    "index": cmd_index,
+    "search": cmd_search,
+    "verify": cmd_verify,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

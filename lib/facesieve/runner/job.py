@@ -6,6 +6,8 @@ import json
 import logging
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,10 +115,8 @@ def run_embed(
             if config.run.runner == "local":
                 results = run_local(stage, todo, out_store, fingerprint, config.run, progress)
             else:
-                results = _with_ray(
-                    config,
-                    lambda: run_ray(stage, todo, out_store, fingerprint, config.run, progress),
-                )
+                with ray_session(config):
+                    results = run_ray(stage, todo, out_store, fingerprint, config.run, progress)
         finally:
             progress.close()
     work_s = time.perf_counter() - work_started
@@ -185,8 +185,9 @@ def run_embed(
     )
 
 
-def _with_ray(config: Config, body: Any) -> list[ShardResult]:
-    """Run ``body`` inside a Ray session: join ``--ray-address`` or start a local runtime."""
+@contextmanager
+def ray_session(config: Config) -> Iterator[None]:
+    """Inside a Ray session: join ``--ray-address`` or start a local runtime (stopped after)."""
     import ray
 
     started_here = not ray.is_initialized()
@@ -198,7 +199,7 @@ def _with_ray(config: Config, body: Any) -> list[ShardResult]:
             log_to_driver=True,
         )
     try:
-        return body()
+        yield
     finally:
         if started_here:
             ray.shutdown()

@@ -1,0 +1,68 @@
+import math
+
+import numpy as np
+import pytest
+
+from facesieve.errors import ConfigError
+from facesieve.index.manifest import make_ids, split_ids
+from facesieve.index.params import choose_params, parse_memory
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("8G", 8 * 2**30),
+        ("512M", 512 * 2**20),
+        ("1.5g", int(1.5 * 2**30)),
+        ("1000", 1000),
+        ("2GiB", 2 * 2**30),
+    ],
+)
+def test_memory_budgets_parse(text: str, value: int) -> None:
+    assert parse_memory(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "lots", "8X", "-1G"])
+def test_bad_memory_budgets_are_config_errors(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_memory(text)
+
+
+def test_small_sets_are_exact() -> None:
+    p = choose_params(5_000, 512, "8G", flat_below=20_000)
+    assert p.factory == "IDMap2,Flat" and p.train_size == 0
+
+
+@pytest.mark.parametrize("n", [100_000, 1_000_000, 10_000_000, 100_000_000])
+def test_nlist_stays_in_the_4_to_16_sqrt_n_band(n: int) -> None:
+    p = choose_params(n, 512, "1T", flat_below=20_000)
+    assert 4 <= p.nlist / math.sqrt(n) <= 16
+    assert p.nlist & (p.nlist - 1) == 0 and p.factory.startswith("IVF")
+    assert p.train_size >= min(n, 39 * p.nlist) or p.train_size == 200_000
+
+
+def test_nlist_is_capped_by_training_points() -> None:
+    p = choose_params(30_000, 512, "8G", flat_below=0)
+    assert p.nlist * 39 <= 30_000
+
+
+def test_pq_size_follows_the_memory_budget() -> None:
+    roomy = choose_params(1_000_000, 512, "8G", flat_below=0)
+    assert (roomy.m, roomy.opq, roomy.bytes_per_vector) == (64, False, 72)
+    tight = choose_params(1_000_000, 512, "50M", flat_below=0)
+    assert tight.m == 32 and tight.opq and tight.factory.startswith("OPQ32,")
+    assert tight.bytes_per_vector * 1_000_000 <= parse_memory("50M")
+    with pytest.raises(ConfigError, match="do not fit"):
+        choose_params(1_000_000, 512, "10M", flat_below=0)
+
+
+def test_factory_string_overrides_the_rule() -> None:
+    p = choose_params(1_000_000, 512, "8G", flat_below=0, nprobe=7, factory="OPQ16,IVF1024,PQ16")
+    assert (p.factory, p.nlist, p.nprobe, p.opq) == ("OPQ16,IVF1024,PQ16", 1024, 7, True)
+
+
+def test_ids_round_trip_and_never_collide_across_shards() -> None:
+    a, b = make_ids(0, 5), make_ids(7, 5)
+    assert not set(a.tolist()) & set(b.tolist())
+    numbers, rows = split_ids(np.concatenate([a, b]))
+    assert numbers.tolist() == [0] * 5 + [7] * 5 and rows.tolist() == list(range(5)) * 2
