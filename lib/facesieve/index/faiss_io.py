@@ -40,7 +40,7 @@ def encode_shard(trained: faiss.Index, emb: np.ndarray, ids: np.ndarray) -> byte
         buf = io.BytesIO()
         np.savez(buf, ids=ids, codes=trained.sa_encode(emb))
         return buf.getvalue()
-    flat = faiss.clone_index(trained)
+    flat = from_bytes(to_bytes(trained))  # clone_index turns IndexFlatIP into a plain IndexFlat
     flat.add_with_ids(emb, ids)
     return to_bytes(flat)
 
@@ -49,8 +49,9 @@ def add_shard(index: faiss.Index, data: bytes) -> int:
     """Add an index shard's vectors to ``index`` (the trained index or one being assembled)."""
     if not is_ivf(index):
         shard = from_bytes(data)
+        count = int(shard.ntotal)  # merge_from moves the vectors: the source is empty afterwards
         index.merge_from(shard, 0)
-        return int(shard.ntotal)
+        return count
     with np.load(io.BytesIO(data)) as npz:
         ids, codes = npz["ids"], npz["codes"]
     ivf = faiss.try_extract_index_ivf(index)

@@ -82,7 +82,7 @@ def choose_params(
 
 def default_nprobe(nlist: int) -> int:
     """max(32, nlist / 64), at most nlist: at 1M vectors (4,096 lists) that is 64, which measured
-    recall@10 0.990 at 1,595 queries/s on 2 cores; 256 gained 0.004 recall for a third of the
+    recall@10 0.990 at 1,509 queries/s on 2 cores; 256 gained 0.004 recall for a third of the
     speed (docs/BENCHMARKS.md)."""
     return max(1, min(nlist, max(32, nlist // 64)))
 
