@@ -18,9 +18,10 @@ import pyarrow as pa
 from facesieve import schema
 from facesieve.runner.markers import Marker, write_marker
 from facesieve.runner.shard_task import parquet_bytes
+from facesieve.schema import EMBEDDING_DIM
 from facesieve.storage.base import Store
 
-DIM = 512
+DIM = EMBEDDING_DIM
 
 
 @dataclass(frozen=True)

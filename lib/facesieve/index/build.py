@@ -26,12 +26,13 @@ from facesieve.index.faiss_io import (
 from facesieve.index.manifest import Manifest, ShardEntry, make_ids, read_manifest, write_manifest
 from facesieve.index.params import IndexParams, choose_params
 from facesieve.runner.markers import read_markers
+from facesieve.schema import EMBEDDING_DIM
 from facesieve.storage import open_store
 from facesieve.storage.base import Store
 
 log = logging.getLogger(__name__)
 
-DIM = 512
+DIM = EMBEDDING_DIM
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@
 - PQ with ``m`` one-byte sub-quantizers, the largest of 64/32/16/8 whose codes plus 8-byte ids fit
   80% of the budget (the rest is the coarse quantizer, lists and search buffers). 64 bytes keep
   512-d face embeddings at recall@10 0.99 after exact re-ranking at 1M (docs/BENCHMARKS.md).
-- OPQ (a learned rotation before PQ) when m < 64, where PQ alone loses the most accuracy.
+- OPQ (a learned rotation before PQ) when m < 64, FAISS's usual advice for short codes. Not
+  measured here: the budgets benchmarked so far (8G and 100M at 1M vectors) both give m = 64.
 - ``nprobe`` = max(32, nlist / 64) (``default_nprobe``), from the recall/speed sweep at 1M.
 """
 
