@@ -39,6 +39,7 @@ from facesieve.devtools.synthetic import (
     identities,
     write_embed_output,
 )
+from facesieve.faces.subject import central_faces
 from facesieve.index.build import build_index
 from facesieve.index.reader import IndexReader
 from facesieve.storage import LocalStore
@@ -47,29 +48,18 @@ NPROBES = (16, 32, 64, 128, 256)
 
 
 def subject_embeddings(out: Path) -> tuple[np.ndarray, np.ndarray]:
-    """LFW: the face nearest each image's centre, with integer labels."""
-    im = {
-        r["image_id"]: r
-        for r in pq.read_table(
-            out / "images", columns=["image_id", "label", "width", "height"]
-        ).to_pylist()
-    }
-    f = pq.read_table(out / "faces", columns=["image_id", "bbox", "embedding"])
-    best: dict[str, tuple[float, int]] = {}
-    for i, (iid, box) in enumerate(
-        zip(f.column("image_id").to_pylist(), f.column("bbox").to_pylist(), strict=True)
-    ):
-        r = im[iid]
-        d = float(
-            np.hypot(
-                (box[0] + box[2]) / 2 - r["width"] / 2, (box[1] + box[3]) / 2 - r["height"] / 2
-            )
-        )
-        if iid not in best or d < best[iid][0]:
-            best[iid] = (d, i)
-    rows = np.array([v[1] for v in best.values()])
-    emb = np.stack(f.column("embedding").to_numpy(zero_copy_only=False))[rows].astype(np.float32)
-    _, labels = np.unique([im[k]["label"] for k in best], return_inverse=True)
+    """LFW: each image's subject face (nearest its centre) with integer labels."""
+    images = pq.read_table(out / "images", columns=["image_id", "label", "width", "height"])
+    faces = pq.read_table(out / "faces", columns=["image_id", "bbox", "embedding"])
+    label_of = dict(
+        zip(*(images.column(c).to_pylist() for c in ("image_id", "label")), strict=True)
+    )
+    subjects = central_faces(images, faces)
+    rows = np.fromiter(subjects.values(), np.int64)
+    emb = np.stack(faces.column("embedding").to_numpy(zero_copy_only=False))[rows].astype(
+        np.float32
+    )
+    _, labels = np.unique([label_of[i] for i in subjects], return_inverse=True)
     return np.ascontiguousarray(emb), labels
 
 

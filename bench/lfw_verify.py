@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from facesieve.config import Config
+from facesieve.faces.subject import central_faces
 from facesieve.runner.job import run_embed
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
@@ -68,24 +69,15 @@ def kfold_accuracy(
 
 
 def subject_embeddings(out: Path, root: Path) -> dict[str, np.ndarray]:
-    """Relative image path -> embedding of the face nearest the image centre."""
-    images = (
-        pq.read_table(out / "images").select(["image_id", "uri", "width", "height"]).to_pylist()
-    )
+    """Relative image path -> embedding of the image's subject (the face nearest its centre)."""
+    images = pq.read_table(out / "images", columns=["image_id", "uri", "width", "height"])
     faces = pq.read_table(out / "faces", columns=["image_id", "bbox", "embedding"])
-    info = {r["image_id"]: r for r in images}
-    best: dict[str, tuple[float, np.ndarray]] = {}
-    bboxes = faces.column("bbox").to_pylist()
+    uris = dict(zip(*(images.column(c).to_pylist() for c in ("image_id", "uri")), strict=True))
     embs = np.stack(faces.column("embedding").to_numpy(zero_copy_only=False))
-    for image_id, box, emb in zip(faces.column("image_id").to_pylist(), bboxes, embs, strict=True):
-        r = info[image_id]
-        d = np.hypot(
-            (box[0] + box[2]) / 2 - r["width"] / 2, (box[1] + box[3]) / 2 - r["height"] / 2
-        )
-        if image_id not in best or d < best[image_id][0]:
-            best[image_id] = (d, emb)
     prefix = str(root.resolve()) + "/"
-    return {info[i]["uri"].removeprefix(prefix): e for i, (_, e) in best.items()}
+    return {
+        uris[i].removeprefix(prefix): embs[row] for i, row in central_faces(images, faces).items()
+    }
 
 
 def main() -> int:

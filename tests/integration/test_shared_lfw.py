@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from facesieve.faces.subject import central_faces
 from facesieve.faces.verify import DEFAULT_THRESHOLD
 from facesieve.runner.job import run_embed
 from tests.integration.helpers import local_config
@@ -36,19 +37,16 @@ def test_lfw_pairs_are_told_apart(shared_faces: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = run_embed(str(src), str(out), local_config(), show_progress=False)
     assert result.totals["status"] == {"ok": result.totals["images"]}
-    images = {r["image_id"]: r for r in pq.read_table(out / "images").to_pylist()}
-    faces = pq.read_table(out / "faces").to_pylist()
-    subject = {}
-    for f in faces:  # the face nearest the centre of the 250x250 image is the labeled person
-        img = images[f["image_id"]]
-        centre = np.hypot(
-            (f["bbox"][0] + f["bbox"][2]) / 2 - 125, (f["bbox"][1] + f["bbox"][3]) / 2 - 125
-        )
-        key = Path(img["uri"]).relative_to(src).as_posix()
-        if key not in subject or centre < subject[key][0]:
-            subject[key] = (centre, np.asarray(f["embedding"], np.float32))
+    images = pq.read_table(out / "images")
+    faces = pq.read_table(out / "faces")
+    uris = dict(zip(*(images.column(c).to_pylist() for c in ("image_id", "uri")), strict=True))
+    embs = np.stack(faces.column("embedding").to_numpy(zero_copy_only=False))
+    subject = {  # the face nearest the centre of the 250x250 image is the labeled person
+        Path(uris[i]).relative_to(src).as_posix(): embs[row]
+        for i, row in central_faces(images, faces).items()
+    }
     correct = [
-        (float(subject[a][1] @ subject[b][1]) >= DEFAULT_THRESHOLD) == same for a, b, same in pairs
+        (float(subject[a] @ subject[b]) >= DEFAULT_THRESHOLD) == same for a, b, same in pairs
     ]
     assert np.mean(correct) >= 0.96
 

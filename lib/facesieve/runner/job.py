@@ -121,17 +121,17 @@ def run_embed(
             progress.close()
     work_s = time.perf_counter() - work_started
 
+    # Totals cover every shard of the input: this run's results, else the finished shard's marker.
+    fresh = {r.shard.shard_id: r.stats for r in results if r.stats is not None}
     totals: dict[str, Any] = {}
     for shard in shards:
-        stats = next(
-            (r.stats for r in results if r.shard.shard_id == shard.shard_id and r.stats), None
-        )
+        stats = fresh.get(shard.shard_id)
         if stats is None and shard.shard_id in done:
             stats = markers[shard.shard_id].stats
         if stats is not None:
             add_stats(totals, stats)
     processed = [r for r in results if r.stats is not None]
-    new_images = sum(r.stats["images"] for r in processed if r.stats)
+    new_images = sum(stats["images"] for stats in fresh.values())
     failed = [r for r in results if r.stats is None]
     seconds = time.perf_counter() - started
     info = {
