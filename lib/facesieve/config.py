@@ -121,17 +121,79 @@ class IndexConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """HDBSCAN over the kNN graph (docs/CLEANING.md explains each setting)."""
+
+    min_cluster_size: int = 3  # smallest group of faces that counts as an identity
+    min_samples: int = 2  # neighbours behind a face's core distance (<= index.knn_k)
+    selection: str = "eom"  # eom (excess of mass) | leaf (finer clusters)
+    mode: str = "auto"  # auto | labeled | unlabeled: auto = labeled when most images have labels
+
+    def validate(self) -> None:
+        if self.min_cluster_size < 2 or self.min_samples < 1:
+            raise ConfigError("cluster.min_cluster_size must be >= 2 and min_samples >= 1")
+        if self.selection not in ("eom", "leaf"):
+            raise ConfigError(f"cluster.selection must be eom or leaf, not {self.selection!r}")
+        if self.mode not in ("auto", "labeled", "unlabeled"):
+            raise ConfigError(f"cluster.mode must be auto, labeled or unlabeled, not {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    """Thresholds of the cleaning rules; every one is documented in docs/CLEANING.md."""
+
+    min_face_px: float = 32.0  # subject face smaller than this (larger box side): low_quality
+    min_det_score: float = 0.6  # subject detection score below this: low_quality
+    min_sharpness: float = 10.0  # Laplacian variance of the aligned crop below this: low_quality
+    near_dup_min_cosine: float = 0.8  # embedding cosine that makes two images dup candidates
+    near_dup_min_pixel: float = 0.92  # pixel correlation (face-aligned context) confirming a dup
+    mislabel_min_cosine: float = 0.4  # face vs the suggested label's identity, at least
+    mislabel_max_own: float = 0.2  # face vs its own label's identity, at most
+    mislabel_margin: float = 0.2  # suggested minus own similarity, at least
+    outlier_max_own: float = 0.15  # face vs its own label's identity below this: outlier
+    split_min_cosine: float = 0.55  # two labels' identity centroids this close: one person
+    split_min_faces: int = 2  # faces each label needs before a split is claimed
+    multi_min_faces: int = 3  # faces a second identity inside a label needs
+    multi_max_cosine: float = 0.3  # second identity's centroid below this vs the first
+    report_rows: int = 60  # thumbnails per reason section of index.html
+
+    def validate(self) -> None:
+        unit = (
+            "near_dup_min_cosine",
+            "near_dup_min_pixel",
+            "mislabel_min_cosine",
+            "mislabel_max_own",
+            "mislabel_margin",
+            "outlier_max_own",
+            "split_min_cosine",
+            "multi_max_cosine",
+            "min_det_score",
+        )
+        bad = [k for k in unit if not -1.0 <= getattr(self, k) <= 1.0]
+        if bad:
+            raise ConfigError(f"clean: {', '.join(bad)} must lie in [-1, 1]")
+        if self.split_min_faces < 1 or self.multi_min_faces < 1 or self.report_rows < 0:
+            raise ConfigError("clean: split_min_faces, multi_min_faces >= 1, report_rows >= 0")
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     faces: FaceConfig = field(default_factory=FaceConfig)
     run: RunConfig = field(default_factory=RunConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    clean: CleanConfig = field(default_factory=CleanConfig)
 
     def validate(self) -> Config:
         self.source.validate()
         self.faces.validate()
         self.run.validate()
         self.index.validate()
+        self.cluster.validate()
+        self.clean.validate()
+        if self.index.knn_k and self.cluster.min_samples > self.index.knn_k:
+            raise ConfigError("cluster.min_samples cannot exceed index.knn_k")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,7 +234,7 @@ def _check_keys(cls: type, values: dict[str, Any], where: str) -> None:
 
 
 def load_config(path: str | Path | None) -> Config:
-    """Read a YAML config (sections ``source``, ``faces``, ``run``); ``None`` gives defaults."""
+    """Read a YAML config (sections source, faces, run, index, cluster, clean); None: defaults."""
     if path is None:
         return Config().validate()
     try:
@@ -183,7 +245,14 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")
-    sections = {"source": SourceConfig, "faces": FaceConfig, "run": RunConfig, "index": IndexConfig}
+    sections = {
+        "source": SourceConfig,
+        "faces": FaceConfig,
+        "run": RunConfig,
+        "index": IndexConfig,
+        "cluster": ClusterConfig,
+        "clean": CleanConfig,
+    }
     _check_keys(Config, data, str(path))
     built: dict[str, Any] = {}
     for name, cls in sections.items():

@@ -10,20 +10,30 @@ from facesieve.cli.main import build_parser, main
 pytestmark = pytest.mark.integration
 
 
-def test_demo_builds_data_and_embeds_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_runs_every_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--out", str(tmp_path / "demo"), "--runner", "local", "--json", "-q"]) == 0
     info = json.loads(capsys.readouterr().out)
     files = [p for p in (tmp_path / "demo" / "data").rglob("*") if p.is_file()]
-    assert info["totals"]["images"] == len(files) >= 100
-    assert (
-        info["totals"]["status"]["decode_error"] == 1
-        and info["totals"]["status"]["unsupported"] == 1
-    )
-    assert info["shards"]["total"] >= 3  # small shards so Ray workers share the demo
-    assert (tmp_path / "demo" / "out" / "run.json").is_file()
+    embed = info["embed"]
+    assert embed["totals"]["images"] == len(files) >= 100
+    assert embed["totals"]["status"]["decode_error"] == 1
+    assert embed["totals"]["status"]["unsupported"] == 1
+    assert embed["shards"]["total"] >= 3  # small shards so Ray workers share the demo
+    out = tmp_path / "demo" / "out"
+    assert (out / "run.json").is_file()
+    assert info["cluster"]["clusters"] >= 15
+    reasons = info["clean"]["reasons"]
+    for reason in ("decode_error", "no_face", "exact_duplicate", "near_duplicate", "mislabeled"):
+        assert reasons.get(reason, 0) >= 1, reason
+    assert (out / "report" / "index.html").stat().st_size > 10_000
+    # the text output says where the report is
+    assert main(["clean", str(out)]) == 0
+    assert f"{out}/report/index.html" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["embed", "verify", "demo"])
+@pytest.mark.parametrize(
+    "command", ["embed", "verify", "demo", "index", "search", "cluster", "clean", "run", "eval"]
+)
 def test_every_command_explains_itself(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args([command, "--help"])

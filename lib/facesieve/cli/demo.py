@@ -4,7 +4,8 @@ Each clearly visible face in ``players.jpg``, ``gdp.jpg`` and ``yaoming.jpg`` be
 folder holding a loose crop of the face and augmented copies (mirror, lighting, rotation, blur,
 re-encoding), so the dataset has real faces, real labels and real near-duplicates. A truncated
 JPEG, a text file and a picture with no face are added so the demo shows bad input being reported
-rather than lost. The result is deterministic.
+rather than lost, and one photo filed under the wrong label plus one byte-identical copy give the
+cleaning report label and duplicate findings. The result is deterministic.
 """
 
 from __future__ import annotations
@@ -79,8 +80,14 @@ def build_demo_data(root: Path) -> Path:
             for n, img in enumerate(_variants(_crop(pixels, box), rng)):
                 (folder / f"{n}.jpg").write_bytes(_jpeg(img, quality=92 - 6 * n))
             identities += 1
-    first = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    first = folders[0]
     good = (first / "0.jpg").read_bytes()
+    # known label problems: one person's photo filed under another label, and a byte copy
+    # (Yao Ming's photo has a single face, so the misfiled crop holds no one of the new label)
+    yao = next(f for f in folders if f.name.startswith("yaoming"))
+    (yao / "1.jpg").rename(folders[2] / "5.jpg")
+    (folders[3] / "0-copy.jpg").write_bytes((folders[3] / "0.jpg").read_bytes())
     (first / "truncated.jpg").write_bytes(good[: len(good) // 3])
     (first / "notes.txt").write_text("not an image\n")
     sky = np.tile(np.linspace(90, 220, 224, dtype=np.uint8)[:, None, None], (1, 224, 3))

@@ -96,6 +96,28 @@ def _add_job(p: argparse.ArgumentParser) -> None:
     g.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
 
 
+def _add_cluster(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("clustering")
+    g.add_argument(
+        "--min-cluster-size",
+        type=int,
+        metavar="N",
+        help="smallest group of faces that counts as an identity (default 3)",
+    )
+    g.add_argument(
+        "--min-samples",
+        type=int,
+        metavar="N",
+        help="neighbours behind a face's core distance (default 2)",
+    )
+    g.add_argument(
+        "--mode",
+        choices=["auto", "labeled", "unlabeled"],
+        help="labeled: compare clusters with labels; unlabeled: clusters are the "
+        "identities (default auto: labeled when most images have a label)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facesieve",
@@ -178,11 +200,111 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser(
+        "cluster",
+        help="identities: HDBSCAN on the index's kNN graph",
+        description="Cluster every indexed face into identities with HDBSCAN built on the kNN "
+        "graph of `facesieve index` (no all-pairs matrix, so a million faces fit one machine). "
+        "Writes OUT/clusters/faces.parquet and identities.parquet (docs/FORMATS.md).",
+    )
+    p.add_argument("out", metavar="OUT", help="output root with an index and kNN graph")
+    _add_cluster(p)
+    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    _add_common(p)
+
+    p = sub.add_parser(
+        "clean",
+        help="actions, summary and HTML report",
+        description="Apply the cleaning rules (docs/CLEANING.md) to the embeddings, clusters and "
+        "labels of OUT. Writes OUT/report/actions.parquet (+ .csv): one row per input image "
+        "with action keep|drop|relabel|review and its reasons; summary.json; index.html.",
+    )
+    p.add_argument("out", metavar="OUT", help="output root with clusters")
+    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    _add_common(p)
+
+    p = sub.add_parser(
+        "run",
+        help="all stages: embed, index, cluster, clean",
+        description="Run every stage on INPUT into OUT. Each stage redoes only what is new or "
+        "changed, so a second run with nothing new returns in seconds.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", metavar="INPUT", help="folder or s3://bucket/prefix")
+    p.add_argument("--out", required=True, metavar="OUT", help="output root")
+    _add_job(p)
+    _add_models(p)
+    _add_cluster(p)
+    _add_common(p)
+
+    p = sub.add_parser(
+        "eval",
+        help="quality benchmark: inject known problems, score the pipeline",
+        description="Copy labeled folder-per-identity datasets to OUT/data while injecting known "
+        "problems (images moved to a wrong label, near-duplicate and exact copies, corrupt "
+        "files, images without a face), run the whole pipeline on the copy and print precision "
+        "and recall per reason and the BCubed and pairwise F-scores of the clustering. With "
+        "several folders, labels are prefixed with each folder's name.",
+    )
+    p.add_argument("labeled", nargs="+", metavar="LABELED_DIR", help="folder-per-identity data")
+    p.add_argument("--out", required=True, metavar="OUT", help="work folder (data copy, outputs)")
+    p.add_argument(
+        "--min-images",
+        type=int,
+        default=1,
+        metavar="N",
+        help="use identities with at least N images (default 1: all)",
+    )
+    p.add_argument(
+        "--mislabel-rate",
+        type=float,
+        default=0.10,
+        metavar="R",
+        help="share of images moved to a wrong label (default 0.10)",
+    )
+    p.add_argument(
+        "--near-dup-rate",
+        type=float,
+        default=0.03,
+        metavar="R",
+        help="share of images given a transformed copy (default 0.03)",
+    )
+    p.add_argument(
+        "--exact-dup-rate",
+        type=float,
+        default=0.02,
+        metavar="R",
+        help="share of images given a byte-identical copy (default 0.02)",
+    )
+    p.add_argument(
+        "--corrupt-rate",
+        type=float,
+        default=0.01,
+        metavar="R",
+        help="corrupt files added, as a share of images (default 0.01)",
+    )
+    p.add_argument(
+        "--no-face-rate",
+        type=float,
+        default=0.01,
+        metavar="R",
+        help="images without a face added, as a share (default 0.01)",
+    )
+    p.add_argument(
+        "--no-inject",
+        action="store_true",
+        help="copy nothing, inject nothing: report what is flagged in the data as is",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--runner", choices=["ray", "local"], help="ray (default) or local")
+    _add_common(p)
+
+    p = sub.add_parser(
         "demo",
-        help="build demo data from bundled photos and embed it",
+        help="build demo data from bundled photos and run every stage on it",
         description="Builds a small labeled dataset (face crops from the photos bundled "
         "with the model pack, as identities, with augmented copies and a few broken "
-        "files) under DIR/data, and runs `embed` on it into DIR/out.",
+        "files) under DIR/data, runs `run` on it into DIR/out and prints where the report is.",
     )
     p.add_argument(
         "--out",
@@ -203,6 +325,7 @@ _OVERRIDES = {
     "faces": ("detector", "recognizer", "det_size", "flip", "aligned"),
     "run": ("runner", "ray_address", "device", "workers", "retries", "s3_endpoint"),
     "index": ("memory", "factory", "nprobe", "knn_k"),
+    "cluster": ("min_cluster_size", "min_samples", "mode"),
 }
 
 
@@ -284,7 +407,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from facesieve.cli.demo import build_demo_data
-    from facesieve.runner.job import run_embed
+    from facesieve.runner.pipeline import run_pipeline
 
     root = Path(args.out)
     data_dir = build_demo_data(root / "data")
@@ -292,9 +415,88 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.config is None:  # ~110 images: small shards so that every worker gets some
         config = config.with_overrides("source", shard_size=32)
     progress = False if args.quiet else None
-    result = run_embed(str(data_dir), str(root / "out"), config, show_progress=progress)
-    _emit(args, result.run_info, f"demo data: {data_dir}\n" + _embed_text(result.run_info))
+    result = run_pipeline(str(data_dir), str(root / "out"), config, show_progress=progress)
+    text = f"demo data: {data_dir}\n" + _run_text(result.to_dict())
+    _emit(args, result.to_dict(), text)
     return result.exit_code
+
+
+def _run_text(info: dict[str, Any]) -> str:
+    c, clean = info["cluster"], info["clean"]
+    out = info["embed"]["output"].rstrip("/")
+    lines = [
+        _embed_text(info["embed"]),
+        f"index: {info['index']['factory']}, {info['index']['vectors']} vectors "
+        f"({info['index']['added']} shards added)",
+        f"clusters: {c['clusters']} identities, {c['noise']} unclustered faces ({c['mode']})"
+        + (" (up to date)" if c["up_to_date"] else ""),
+        _clean_text(clean, out),
+    ]
+    return "\n".join(lines)
+
+
+def _clean_text(summary: dict[str, Any], out: str) -> str:
+    acts = ", ".join(f"{k} {v}" for k, v in summary["actions"].items())
+    reasons = ", ".join(f"{k} {v}" for k, v in summary["reasons"].items()) or "none"
+    return (
+        f"actions: {acts}\nreasons: {reasons}"
+        + (" (up to date)" if summary.get("up_to_date") else "")
+        + f"\nreport: {out}/report/index.html\nactions: {out}/report/actions.parquet"
+    )
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from facesieve.cluster.job import run_cluster
+
+    r = run_cluster(args.out, _config(args))
+    text = (
+        f"{r.faces} faces -> {r.clusters} identities, {r.noise} unclustered ({r.mode} mode)"
+        f" in {r.seconds:.1f}s" + (" (up to date)" if r.up_to_date else "")
+    )
+    _emit(args, asdict(r), text)
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from facesieve.clean.job import run_clean
+
+    r = run_clean(args.out, _config(args))
+    _emit(
+        args,
+        {"up_to_date": r.up_to_date, **r.summary},
+        _clean_text({**r.summary, "up_to_date": r.up_to_date}, args.out.rstrip("/")),
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from facesieve.runner.pipeline import run_pipeline
+
+    result = run_pipeline(
+        args.input, args.out, _config(args), show_progress=False if args.quiet else None
+    )
+    _emit(args, result.to_dict(), _run_text(result.to_dict()))
+    return result.exit_code
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from facesieve.evaluate.run import EvalOptions, run_eval, scores_text
+
+    opts = EvalOptions(
+        min_images=args.min_images,
+        mislabel_rate=args.mislabel_rate,
+        near_dup_rate=args.near_dup_rate,
+        exact_dup_rate=args.exact_dup_rate,
+        corrupt_rate=args.corrupt_rate,
+        no_face_rate=args.no_face_rate,
+        inject=not args.no_inject,
+        seed=args.seed,
+    )
+    report = run_eval(
+        args.labeled, args.out, _config(args), opts, show_progress=False if args.quiet else None
+    )
+    _emit(args, report, scores_text(report))
+    return 0
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -376,6 +578,10 @@ COMMANDS = {
     "search": cmd_search,
     "verify": cmd_verify,
     "demo": cmd_demo,
+    "cluster": cmd_cluster,
+    "clean": cmd_clean,
+    "run": cmd_run,
+    "eval": cmd_eval,
 }
 
 

@@ -1,0 +1,1 @@
+"""``facesieve clean``: rules that turn embeddings, clusters and labels into per-image actions."""

@@ -1,0 +1,229 @@
+"""Label evidence: each label's identity, and the faces or labels that disagree with it.
+
+A label's identity is its dominant cluster: the HDBSCAN cluster holding most of its subject faces
+(at least 2 and at least 30% of them). Labels too small to own a cluster fall back to the faces
+that agree with their mean (cosine >= ``FALLBACK_COSINE``). The identity's centroid is the mean
+of its member faces; a member is compared with the centroid of the *other* members
+(leave-one-out), so small labels do not vouch for themselves.
+
+Rules (thresholds in ``CleanConfig``, explained in docs/CLEANING.md):
+- ``mislabeled``: the face matches another label's identity (>= mislabel_min_cosine) and not its
+  own (<= mislabel_max_own), by a margin; that label is suggested. Candidate labels come from the
+  face's cluster and its kNN neighbours, so the check scales with the graph, not with labels.
+- ``outlier``: not mislabeled, and its own identity does not support it (< outlier_max_own).
+- ``label_has_multiple_identities``: a second cluster inside the label, owned by the label (no
+  other label claims it), with enough faces and a centroid unlike the first identity's.
+- ``identity_split_across_labels``: two labels whose identity centroids are closer than
+  split_min_cosine: the smaller label's images are flagged with the larger label suggested.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from facesieve.clean.inputs import CleanInputs
+from facesieve.config import CleanConfig
+
+DOMINANT_SHARE = 0.3
+FALLBACK_COSINE = 0.3
+CHUNK = 2048
+
+
+@dataclass
+class Identities:
+    dominant: np.ndarray  # (L,) cluster id of each label's identity, -1 none
+    member: np.ndarray  # (F,) bool: face is one of its label identity's members
+    sums: np.ndarray  # (L, 512) sum of member embeddings
+    counts: np.ndarray  # (L,) members
+    centroids: np.ndarray  # (L, 512) unit mean of members (zero where none)
+    owner: dict[int, int]  # cluster id -> label code with most subject faces in it
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.where(n > 0, x / np.maximum(n, 1e-12), 0.0).astype(np.float32)
+
+
+def build_identities(
+    inp: CleanInputs, subject_rows: np.ndarray, face_label: np.ndarray, n_labels: int
+) -> Identities:
+    """Identities of every label from its subject faces (``subject_rows``: usable, labeled)."""
+    lab = face_label[subject_rows]
+    clu = inp.cluster[subject_rows]
+    per_label = np.bincount(lab, minlength=n_labels)
+    dominant = np.full(n_labels, -1, np.int64)
+    owner: dict[int, int] = {}
+    inc = clu >= 0
+    if inc.any():
+        pairs, counts = np.unique(np.stack([lab[inc], clu[inc]], 1), axis=0, return_counts=True)
+        # dominant cluster per label: most faces (ties: lowest cluster id)
+        order = np.lexsort((pairs[:, 1], -counts, pairs[:, 0]))
+        p, c = pairs[order], counts[order]
+        first = np.ones(len(p), bool)
+        first[1:] = p[1:, 0] != p[:-1, 0]
+        ok = first & (c >= 2) & (c >= DOMINANT_SHARE * per_label[p[:, 0]])
+        dominant[p[ok, 0]] = p[ok, 1]
+        # owner per cluster: label with most faces (ties: lowest label code)
+        order = np.lexsort((pairs[:, 0], -counts, pairs[:, 1]))
+        p = pairs[order]
+        first = np.ones(len(p), bool)
+        first[1:] = p[1:, 1] != p[:-1, 1]
+        owner = {int(cl): int(lb) for lb, cl in p[first]}
+    member_s = (clu >= 0) & (clu == dominant[lab])
+    # labels without a dominant cluster: the faces that agree with the label mean
+    fallback = dominant[lab] < 0
+    if fallback.any():
+        sums = np.zeros((n_labels, inp.emb.shape[1]), np.float64)
+        np.add.at(sums, lab[fallback], inp.emb[subject_rows[fallback]])
+        cos = np.einsum("fd,fd->f", inp.emb[subject_rows[fallback]], _unit(sums)[lab[fallback]])
+        agree = cos >= FALLBACK_COSINE
+        enough = np.bincount(lab[fallback][agree], minlength=n_labels) >= 2
+        member_s[np.flatnonzero(fallback)[agree & enough[lab[fallback]]]] = True
+    member = np.zeros(len(inp.face_image), bool)
+    member[subject_rows[member_s]] = True
+    sums = np.zeros((n_labels, inp.emb.shape[1]), np.float64)
+    np.add.at(sums, lab[member_s], inp.emb[subject_rows[member_s]])
+    counts = np.bincount(lab[member_s], minlength=n_labels)
+    return Identities(dominant, member, sums, counts, _unit(sums), owner)
+
+
+def own_similarity(
+    inp: CleanInputs, ids: Identities, rows: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """Cosine of each face with its label's identity, leaving the face itself out; NaN if none."""
+    sums = ids.sums[labels].copy()
+    counts = ids.counts[labels].astype(np.int64)
+    mem = ids.member[rows]
+    sums[mem] -= inp.emb[rows[mem]]
+    counts = counts - mem
+    sims = np.einsum("fd,fd->f", inp.emb[rows], _unit(sums))
+    return np.where(counts >= 1, sims, np.nan).astype(np.float32)
+
+
+def best_other_label(
+    inp: CleanInputs,
+    ids: Identities,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    face_label: np.ndarray,
+    is_subject: np.ndarray,
+    min_cosine: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(label code, cosine) of the best other identity for each face; (-1, NaN) if none.
+
+    Candidates: the owner of the face's cluster and the labels of its kNN neighbours that are
+    subjects of their images and at least ``min_cosine`` similar. Only labels whose identity has
+    2+ members can be suggested.
+    """
+    best_lab = np.full(len(rows), -1, np.int64)
+    best_sim = np.full(len(rows), np.nan, np.float32)
+    owner = np.full(int(inp.cluster.max(initial=-1)) + 2, -1, np.int64)
+    for c, lb in ids.owner.items():
+        owner[c] = lb
+    for s in range(0, len(rows), CHUNK):
+        r, lab = rows[s : s + CHUNK], labels[s : s + CHUNK]
+        nb = inp.neighbors[r]
+        ok = (nb >= 0) & (np.nan_to_num(inp.sims[r], nan=-1.0) >= min_cosine)
+        ok &= is_subject[np.maximum(nb, 0)]
+        cand = np.where(ok, face_label[np.maximum(nb, 0)], -1)
+        cand = np.concatenate([cand, owner[inp.cluster[r]][:, None]], axis=1)
+        cand = np.where((cand >= 0) & (cand != lab[:, None]), cand, -1)
+        cand = np.where(ids.counts[np.maximum(cand, 0)] >= 2, cand, -1)
+        sims = np.einsum("fd,fkd->fk", inp.emb[r], ids.centroids[np.maximum(cand, 0)])
+        sims = np.where(cand >= 0, sims, -np.inf)
+        j = sims.argmax(axis=1)
+        got = np.take_along_axis(sims, j[:, None], 1)[:, 0]
+        found = np.isfinite(got)
+        best_lab[s : s + CHUNK] = np.where(found, np.take_along_axis(cand, j[:, None], 1)[:, 0], -1)
+        best_sim[s : s + CHUNK] = np.where(found, got, np.nan)
+    return best_lab, best_sim
+
+
+@dataclass(frozen=True)
+class LabelFlags:
+    mislabeled: np.ndarray  # (n,) bool over the evaluated rows
+    suggested: np.ndarray  # (n,) label code, -1 none
+    outlier: np.ndarray  # (n,) bool
+    own: np.ndarray  # (n,) float32, NaN none
+    other: np.ndarray  # (n,) float32, NaN none
+
+
+def face_flags(
+    cfg: CleanConfig, own: np.ndarray, other_lab: np.ndarray, other_sim: np.ndarray
+) -> LabelFlags:
+    own0 = np.nan_to_num(own, nan=0.0)
+    has_other = other_lab >= 0
+    mis = (
+        has_other
+        & (np.nan_to_num(other_sim, nan=-1.0) >= cfg.mislabel_min_cosine)
+        & (np.isnan(own) | (own <= cfg.mislabel_max_own))
+        & (np.nan_to_num(other_sim, nan=-1.0) - own0 >= cfg.mislabel_margin)
+    )
+    out = ~mis & ~np.isnan(own) & (own < cfg.outlier_max_own)
+    return LabelFlags(mis, np.where(mis, other_lab, -1), out, own, other_sim)
+
+
+def multiple_identities(
+    inp: CleanInputs,
+    ids: Identities,
+    subject_rows: np.ndarray,
+    face_label: np.ndarray,
+    cfg: CleanConfig,
+) -> dict[int, float]:
+    """Subject faces in a label's second identity: face row -> cosine between the identities."""
+    lab, clu = face_label[subject_rows], inp.cluster[subject_rows]
+    sel = (clu >= 0) & (clu != ids.dominant[lab]) & (ids.dominant[lab] >= 0)
+    flagged: dict[int, float] = {}
+    if not sel.any():
+        return flagged
+    pairs, counts = np.unique(np.stack([lab[sel], clu[sel]], 1), axis=0, return_counts=True)
+    for (lb, cl), n in zip(pairs, counts, strict=True):
+        if n < cfg.multi_min_faces or ids.owner.get(int(cl)) != int(lb):
+            continue
+        rows = subject_rows[sel][(lab[sel] == lb) & (clu[sel] == cl)]
+        centre = _unit(inp.emb[rows].sum(0))
+        cos = float(centre @ ids.centroids[lb])
+        if cos < cfg.multi_max_cosine:
+            flagged.update({int(r): cos for r in rows})
+    return flagged
+
+
+def split_labels(ids: Identities, cfg: CleanConfig) -> dict[int, tuple[int, float]]:
+    """Labels that are another label's identity: label code -> (main label code, cosine)."""
+    import faiss
+
+    eligible = np.flatnonzero(ids.counts >= cfg.split_min_faces)
+    if len(eligible) < 2:
+        return {}
+    cents = np.ascontiguousarray(ids.centroids[eligible], np.float32)
+    index = faiss.IndexFlatIP(cents.shape[1])
+    index.add(cents)
+    sims, nbrs = index.search(cents, min(8, len(eligible)))
+    parent = list(range(len(eligible)))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    link: dict[int, float] = {}
+    for a in range(len(eligible)):
+        for b, s in zip(nbrs[a], sims[a], strict=True):
+            if b >= 0 and b != a and s >= cfg.split_min_cosine:
+                parent[find(a)] = find(int(b))
+                link[a] = max(link.get(a, -1.0), float(s))
+                link[int(b)] = max(link.get(int(b), -1.0), float(s))
+    groups: dict[int, list[int]] = {}
+    for a in link:
+        groups.setdefault(find(a), []).append(a)
+    result: dict[int, tuple[int, float]] = {}
+    for members in groups.values():
+        main = max(members, key=lambda a: (ids.counts[eligible[a]], -int(eligible[a])))
+        for a in members:
+            if a != main:
+                cos = float(cents[a] @ cents[main])
+                result[int(eligible[a])] = (int(eligible[main]), cos)
+    return result

@@ -1,0 +1,137 @@
+"""All cleaning rules applied in order, producing the action list and the evidence behind it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from facesieve import schema
+from facesieve.clean.actions import ActionBuilder
+from facesieve.clean.duplicates import Duplicates, find_duplicates
+from facesieve.clean.inputs import CleanInputs
+from facesieve.clean.labels import (
+    Identities,
+    best_other_label,
+    build_identities,
+    face_flags,
+    multiple_identities,
+    own_similarity,
+    split_labels,
+)
+from facesieve.clean.subjects import first_subjects, refine_subjects, usable_faces
+from facesieve.config import CleanConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Decision:
+    actions: pa.Table
+    subject: np.ndarray  # (I,) face row shown for each image, -1 none
+    label_names: list[str]
+    image_label: np.ndarray  # (I,) label code, -1 unlabeled
+    identities: Identities | None
+    duplicates: Duplicates
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _codes(labels: list[str | None]) -> tuple[np.ndarray, list[str]]:
+    names = sorted({x for x in labels if x is not None})
+    code = {n: i for i, n in enumerate(names)}
+    return np.array([code.get(x, -1) if x is not None else -1 for x in labels], np.int64), names
+
+
+def decide(
+    inp: CleanInputs, cfg: CleanConfig, mode: str, s3_endpoint: str | None, max_pixels: int
+) -> Decision:
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    img = inp.images
+    ids = img.column("image_id").to_pylist()
+    status = img.column("status").to_pylist()
+    image_label, names = _codes(img.column("label").to_pylist())
+    labeled = mode == "labeled"
+    if not labeled:
+        image_label = np.full(inp.n_images, -1, np.int64)
+    face_label = image_label[inp.face_image] if len(inp.face_image) else np.zeros(0, np.int64)
+    usable = usable_faces(inp, cfg)
+    subject = first_subjects(inp, usable)
+    b = ActionBuilder(inp.n_images)
+
+    # file-level reasons
+    for row, st in enumerate(status):
+        if st in (schema.DECODE_ERROR, schema.TOO_LARGE, schema.UNSUPPORTED):
+            b.add(row, "decode_error")
+        elif st == schema.NO_FACE:
+            b.add(row, "no_face")
+    has_subject = subject >= 0
+    good = np.zeros(inp.n_images, bool)
+    good[has_subject] = usable[subject[has_subject]]
+    for row in np.flatnonzero(has_subject & ~good):
+        b.add(int(row), "low_quality")
+
+    identities = None
+    if labeled and len(inp.face_image):
+        t = time.perf_counter()
+        rows = np.flatnonzero(good & (image_label >= 0))
+        identities = build_identities(inp, subject[rows], face_label, len(names))
+        subject = refine_subjects(
+            inp,
+            usable,
+            subject,
+            image_label,
+            identities.centroids,
+            identities.counts >= 1,
+            cfg.outlier_max_own,
+        )
+        srows = subject[rows]
+        identities = build_identities(inp, srows, face_label, len(names))
+        is_subject = np.zeros(len(inp.face_image), bool)
+        is_subject[srows] = True
+        labs = face_label[srows]
+        own = own_similarity(inp, identities, srows, labs)
+        other_lab, other_sim = best_other_label(
+            inp, identities, srows, labs, face_label, is_subject, cfg.mislabel_min_cosine
+        )
+        flags = face_flags(cfg, own, other_lab, other_sim)
+        for k, row in enumerate(rows):
+            if flags.mislabeled[k]:
+                b.add(int(row), "mislabeled", float(other_sim[k]), names[flags.suggested[k]])
+            elif flags.outlier[k]:
+                b.add(int(row), "outlier", float(own[k]))
+        multi = multiple_identities(inp, identities, srows, face_label, cfg)
+        for k, row in enumerate(rows):
+            if int(srows[k]) in multi and not flags.mislabeled[k]:
+                b.add(int(row), "label_has_multiple_identities", multi[int(srows[k])])
+        split = split_labels(identities, cfg)
+        member_rows = rows[identities.member[srows]]
+        for row in member_rows:
+            lab = int(image_label[row])
+            if lab in split:
+                main, cos = split[lab]
+                b.add(int(row), "identity_split_across_labels", cos, names[main])
+        per_image = np.bincount(inp.face_image[usable], minlength=inp.n_images)
+        for row in np.flatnonzero((per_image >= 2) & (image_label >= 0)):
+            b.add(int(row), "multiple_faces")
+        timings["labels_s"] = round(time.perf_counter() - t, 3)
+
+    t = time.perf_counter()
+    # duplicates compare each image's subject face only: a bystander shared by two different
+    # crops of one event photo does not make them copies of each other
+    shown = np.zeros(len(inp.face_image), bool)
+    shown[subject[subject >= 0]] = True
+    dups = find_duplicates(inp, usable & shown, cfg, s3_endpoint, max_pixels)
+    for row, keep in dups.exact.items():
+        b.add(row, "exact_duplicate", 1.0, duplicate_of=ids[keep])
+    for row, (keep, score) in dups.near.items():
+        b.add(row, "near_duplicate", score, duplicate_of=ids[keep])
+    timings["duplicates_s"] = round(time.perf_counter() - t, 3)
+
+    cluster_ids = [int(inp.cluster[s]) if s >= 0 else None for s in subject.tolist()]
+    actions = b.table(img, cluster_ids)
+    timings["rules_s"] = round(time.perf_counter() - t0, 3)
+    return Decision(actions, subject, names, image_label, identities, dups, timings)

@@ -1,0 +1,86 @@
+"""Which faces are usable, and which face of each image is its subject.
+
+In a labeled image the subject is the face that agrees with its label's identity: bystanders are
+ignored, not counted as errors. Before identities are known, the first guess is the usable face
+nearest the image centre (LFW-style crops) weighted by size; ``refine_subjects`` then moves the
+subject to the face most similar to the label's identity once that identity exists. In unlabeled
+collections every image's subject is its largest usable face (what the report shows).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facesieve.clean.inputs import CleanInputs
+from facesieve.config import CleanConfig
+
+
+def usable_faces(inp: CleanInputs, cfg: CleanConfig) -> np.ndarray:
+    """(F,) bool: large, confident and sharp enough for identity evidence."""
+    f = inp.faces
+    px = f.column("face_px").to_numpy(zero_copy_only=False)
+    det = f.column("det_score").to_numpy(zero_copy_only=False).astype(np.float64)
+    sharp = f.column("sharpness").to_numpy(zero_copy_only=False)
+    det_ok = np.isnan(det) | (det >= cfg.min_det_score)  # aligned crops have no score
+    return (px >= cfg.min_face_px) & det_ok & (sharp >= cfg.min_sharpness)
+
+
+def first_subjects(inp: CleanInputs, usable: np.ndarray) -> np.ndarray:
+    """(I,) face row of each image's first-guess subject, -1 for images without faces.
+
+    Score: face size minus distance of the face centre from the image centre, so that a large
+    central face wins and a usable face always beats an unusable one.
+    """
+    n_img = inp.n_images
+    subject = np.full(n_img, -1, np.int64)
+    if len(inp.face_image) == 0:
+        return subject
+    boxes = np.asarray(inp.faces.column("bbox").combine_chunks().flatten(), np.float32)
+    boxes = boxes.reshape(-1, 4)
+    w = inp.images.column("width").to_numpy(zero_copy_only=False).astype(np.float32)
+    h = inp.images.column("height").to_numpy(zero_copy_only=False).astype(np.float32)
+    img = inp.face_image
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    off = np.hypot(centre[:, 0] - w[img] / 2, centre[:, 1] - h[img] / 2)
+    size = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    score = size - off + np.where(usable, 1e6, 0.0)
+    order = np.lexsort((-score, img))  # by image, best first
+    first = np.ones(len(order), bool)
+    first[1:] = img[order][1:] != img[order][:-1]
+    subject[img[order][first]] = order[first]
+    return subject
+
+
+def refine_subjects(
+    inp: CleanInputs,
+    usable: np.ndarray,
+    subject: np.ndarray,
+    image_label: np.ndarray,
+    centroids: np.ndarray,
+    has_identity: np.ndarray,
+    min_cosine: float,
+) -> np.ndarray:
+    """Move each labeled image's subject to its usable face most similar to the label identity.
+
+    ``image_label`` holds label codes per image (-1 unlabeled); ``centroids`` (L, 512) unit
+    vectors per label code, valid where ``has_identity``. The subject moves only when that face
+    reaches ``min_cosine``: a face that agrees with nothing keeps the first guess (and becomes the
+    evidence against the label).
+    """
+    subject = subject.copy()
+    if len(inp.face_image) == 0:
+        return subject
+    lab = image_label[inp.face_image]
+    rows = np.flatnonzero(usable & (lab >= 0))
+    rows = rows[has_identity[lab[rows]]]
+    if len(rows) == 0:
+        return subject
+    sims = np.einsum("fd,fd->f", inp.emb[rows], centroids[lab[rows]])
+    img = inp.face_image[rows]
+    order = np.lexsort((-sims, img))
+    first = np.ones(len(order), bool)
+    first[1:] = img[order][1:] != img[order][:-1]
+    best_row, best_sim = rows[order][first], sims[order][first]
+    move = best_sim >= min_cosine
+    subject[img[order][first][move]] = best_row[move]
+    return subject

@@ -1,0 +1,173 @@
+"""The whole pipeline (embed, index, cluster, clean) on real faces with known problems."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from facesieve.runner.pipeline import PipelineResult, run_pipeline
+from tests.integration.helpers import local_config
+
+ODD_LABEL = '<i>x&"y'  # a folder name that must come out escaped
+
+
+@pytest.fixture(scope="module")
+def labeled(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Path:
+    """The demo data (which already carries a misfiled photo, an exact copy, broken files) plus
+    a resized near-duplicate and a label whose name is HTML."""
+    root = tmp_path_factory.mktemp("labeled") / "data"
+    shutil.copytree(demo_data, root)
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    img = Image.open(folders[4] / "0.jpg")
+    buf = io.BytesIO()
+    img.resize((img.width * 2 // 3, img.height * 2 // 3)).save(buf, "JPEG", quality=70)
+    (folders[4] / "small.jpg").write_bytes(buf.getvalue())
+    (folders[5]).rename(root / ODD_LABEL)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(labeled: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PipelineResult]:
+    out = tmp_path_factory.mktemp("cleanout")
+    return out, run_pipeline(str(labeled), str(out), local_config(), show_progress=False)
+
+
+def _folders(rows: dict[str, dict]) -> list[str]:
+    """The demo's identity folders in build order (the renamed one sorts first, so left out)."""
+    return sorted({k.split("/")[0] for k in rows if not k.startswith("<")})
+
+
+def _rows(out: Path) -> dict[str, dict]:
+    rows = pq.read_table(out / "report" / "actions.parquet").to_pylist()
+    return {"/".join(r["uri"].split("/")[-2:]): r for r in rows}
+
+
+def test_every_image_has_one_action_row(run: tuple[Path, PipelineResult], labeled: Path) -> None:
+    out, _ = run
+    rows = _rows(out)
+    files = {"/".join(p.parts[-2:]) for p in labeled.rglob("*") if p.is_file()}
+    assert set(rows) == files
+    assert {r["action"] for r in rows.values()} <= {"keep", "drop", "relabel", "review"}
+
+
+def test_broken_files_and_missing_faces(run: tuple[Path, PipelineResult]) -> None:
+    rows = _rows(run[0])
+    first = _folders(rows)[0]
+    for name in ("truncated.jpg", "notes.txt"):
+        assert rows[f"{first}/{name}"]["reasons"] == ["decode_error"]
+        assert rows[f"{first}/{name}"]["action"] == "drop"
+    assert rows[f"{first}/sky.jpg"]["reasons"] == ["no_face"]
+
+
+def test_duplicates_point_at_the_kept_copy(run: tuple[Path, PipelineResult]) -> None:
+    rows = _rows(run[0])
+    by_id = {r["image_id"]: k for k, r in rows.items()}
+    folders = _folders(rows)
+    exact = [k for k, r in rows.items() if "exact_duplicate" in r["reasons"]]
+    assert len(exact) == 1
+    pair = {exact[0], by_id[rows[exact[0]]["duplicate_of"]]}
+    assert pair == {f"{folders[3]}/0.jpg", f"{folders[3]}/0-copy.jpg"}
+    # the resized copy is dropped in favour of the larger original
+    small = rows[f"{folders[4]}/small.jpg"]
+    assert "near_duplicate" in small["reasons"] and small["action"] == "drop"
+    assert by_id[small["duplicate_of"]].startswith(folders[4] + "/")
+    assert small["score"] >= 0.92
+    # every near duplicate points at an image of the same person that is itself kept
+    for _k, r in rows.items():
+        if "near_duplicate" in r["reasons"]:
+            kept = rows[by_id[r["duplicate_of"]]]
+            assert "near_duplicate" not in kept["reasons"]
+
+
+def test_misfiled_photo_is_mislabeled_with_its_label_suggested(
+    run: tuple[Path, PipelineResult],
+) -> None:
+    rows = _rows(run[0])
+    folders = _folders(rows)
+    misfiled = rows[f"{folders[2]}/5.jpg"]
+    assert "mislabeled" in misfiled["reasons"]
+    # it is also a near copy of Yao Ming's other images, so it is dropped rather than relabeled
+    assert misfiled["action"] in ("relabel", "drop")
+    yao = next(f for f in folders if f.startswith("yaoming"))
+    if misfiled["action"] == "relabel":
+        assert misfiled["suggested_label"] == yao
+    flagged = [k for k, r in rows.items() if "mislabeled" in r["reasons"]]
+    assert flagged == [f"{folders[2]}/5.jpg"]
+
+
+def test_clusters_follow_identities(run: tuple[Path, PipelineResult]) -> None:
+    out, result = run
+    ident = pq.read_table(out / "clusters" / "identities.parquet").to_pylist()
+    assert result.cluster.mode == "labeled"
+    assert len(ident) >= 15
+    assert np.median([r["purity"] for r in ident]) == 1.0
+    faces = pq.read_table(out / "clusters" / "faces.parquet")
+    assert faces.num_rows == result.knn.faces
+
+
+def test_second_run_does_no_expensive_work(run: tuple[Path, PipelineResult], labeled: Path) -> None:
+    out, first = run
+    again = run_pipeline(str(labeled), str(out), local_config(), show_progress=False)
+    assert again.embed.shards_processed == 0
+    assert again.index["added"] == 0 and not again.index["retrained"]
+    assert again.knn.up_to_date and again.cluster.up_to_date and again.clean.up_to_date
+    assert again.clean.summary["reasons"] == first.clean.summary["reasons"]
+
+
+def test_report_escapes_data_strings(run: tuple[Path, PipelineResult]) -> None:
+    page = (run[0] / "report" / "index.html").read_text()
+    assert ODD_LABEL not in page
+    assert "&lt;i&gt;x&amp;&quot;y" in page
+    assert page.count("data:image/jpeg;base64,") >= 5
+    assert "http://" not in page and "https://" not in page  # self-contained
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--disable-dev-shm-usage",
+    "--virtual-time-budget=5000",
+]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")
+def test_report_renders_in_headless_chromium(
+    run: tuple[Path, PipelineResult], tmp_path: Path
+) -> None:
+    page = (run[0] / "report" / "index.html").resolve().as_uri()
+    dom = subprocess.run(
+        [CHROMIUM, *FLAGS, "--dump-dom", page],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert 'data-loaded="1"' in dom
+    assert 'data-broken-images="0"' in dom and 'data-errors="0"' in dom
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [CHROMIUM, *FLAGS, "--window-size=1200,1600", f"--screenshot={shot}", page],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    pixels = np.asarray(Image.open(shot).convert("RGB"), np.float32)
+    assert pixels.shape[:2] == (1600, 1200)
+    # a real page: dark text on a light background, and colourful thumbnails
+    assert pixels.mean() > 150 and pixels.std() > 30
+    colourful = np.abs(pixels[..., 0] - pixels[..., 2]) > 40
+    assert colourful.mean() > 0.01

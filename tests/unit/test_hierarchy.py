@@ -1,0 +1,56 @@
+"""HDBSCAN on the kNN graph against the exact ``hdbscan`` library."""
+
+from __future__ import annotations
+
+import hdbscan
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from facesieve.cluster.hierarchy import core_distances, hdbscan_knn, spanning_tree
+from facesieve.devtools.synthetic import SphereModel, identities
+
+
+def _knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    s = x @ x.T
+    np.fill_diagonal(s, -np.inf)
+    nb = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return nb, np.take_along_axis(s, nb, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize(("mcs", "ms"), [(3, 2), (5, 5)])
+def test_agrees_with_exact_hdbscan_on_identities(mcs: int, ms: int) -> None:
+    emb, _ = identities(SphereModel(noise=0.9, seed=3), 1200, mean_size=12)
+    ref = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms).fit(emb.astype(np.float64))
+    nb, sims = _knn(emb.astype(np.float64), 32)
+    got = hdbscan_knn(nb, sims, mcs, ms)
+    assert ref.labels_.max() >= 20  # the data has structure to agree on
+    assert adjusted_rand_score(ref.labels_, got.labels) >= 0.95
+    assert got.probabilities.shape == (len(emb),)
+    assert ((got.probabilities > 0) == (got.labels >= 0)).all()
+
+
+def test_core_distance_is_the_min_samples_th_neighbour() -> None:
+    dist = np.array([[0.1, 0.2, 0.3], [0.5, np.inf, np.inf]])
+    np.testing.assert_allclose(core_distances(dist, 2), [0.2, 0.5])
+
+
+def test_disconnected_parts_are_joined_above_every_edge() -> None:
+    lo, hi, w = np.array([0, 2]), np.array([1, 3]), np.array([0.5, 0.7])
+    tree, parts = spanning_tree(4, lo, hi, w)
+    assert parts == 2
+    assert tree.shape == (3, 3)
+    assert tree[-1, 2] > 0.7  # the bridge comes last
+    assert list(tree[:2, 2]) == [0.5, 0.7]
+
+
+def test_separate_groups_become_separate_clusters() -> None:
+    rng = np.random.default_rng(0)
+    centres = np.linalg.qr(rng.normal(size=(64, 4)))[0].T
+    x = np.repeat(centres, 6, axis=0) + rng.normal(scale=0.05, size=(24, 64))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    nb, sims = _knn(x, 5)  # 5 < group size: groups share no kNN edge
+    got = hdbscan_knn(nb, sims, 3, 2)
+    truth = np.repeat(np.arange(4), 6)
+    assert got.components == 4
+    assert adjusted_rand_score(truth, got.labels) == 1.0
