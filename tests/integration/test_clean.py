@@ -167,7 +167,47 @@ def test_report_renders_in_headless_chromium(
     )
     pixels = np.asarray(Image.open(shot).convert("RGB"), np.float32)
     assert pixels.shape[:2] == (1600, 1200)
-    # a real page: dark text on a light background, and colourful thumbnails
+    # a real page: a light background with text, and photo thumbnails (thousands of distinct
+    # colours; text and flat boxes alone give a few hundred)
     assert pixels.mean() > 150 and pixels.std() > 30
-    colourful = np.abs(pixels[..., 0] - pixels[..., 2]) > 40
-    assert colourful.mean() > 0.01
+    colours = np.unique(pixels.reshape(-1, 3).astype(np.uint8), axis=0)
+    assert len(colours) > 3000
+
+
+def test_unlabeled_photo_folder(demo_data: Path, tmp_path: Path) -> None:
+    """The same photos read as a flat collection: clusters are the identities, no label rules."""
+    cfg = local_config().with_overrides("source", layout="flat")
+    result = run_pipeline(str(demo_data), str(tmp_path / "out"), cfg, show_progress=False)
+    assert result.cluster is not None and result.cluster.mode == "unlabeled"
+    ident = pq.read_table(tmp_path / "out" / "clusters" / "identities.parquet").to_pylist()
+    assert len(ident) >= 15 and all(r["majority_label"] is None for r in ident)
+    reasons = result.clean.summary["reasons"]
+    assert reasons.get("near_duplicate", 0) >= 15  # the demo's augmented copies
+    assert reasons.get("exact_duplicate") == 1 and reasons.get("no_face", 0) >= 1
+    label_reasons = {
+        "mislabeled",
+        "outlier",
+        "label_has_multiple_identities",
+        "identity_split_across_labels",
+        "multiple_faces",
+    }
+    assert not label_reasons & set(reasons)
+    # a near duplicate points at the copy that is kept (exact copies of a low-quality face may
+    # both be dropped: they are low quality too)
+    rows = pq.read_table(tmp_path / "out" / "report" / "actions.parquet").to_pylist()
+    by_id = {r["image_id"]: r for r in rows}
+    near = [r for r in rows if "near_duplicate" in r["reasons"]]
+    assert near and all(by_id[r["duplicate_of"]]["action"] != "drop" for r in near)
+
+
+def test_folder_without_faces_still_gets_a_report(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    result = run_pipeline(
+        str(tmp_path / "in"), str(tmp_path / "out"), local_config(), show_progress=False
+    )
+    assert result.cluster is None
+    rows = pq.read_table(tmp_path / "out" / "report" / "actions.parquet").to_pylist()
+    assert sorted(r["reasons"][0] for r in rows) == ["decode_error", "decode_error"]
+    assert (tmp_path / "out" / "report" / "index.html").is_file()

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from facesieve.cluster.graph import load_knn
 from facesieve.cluster.job import FACES_KEY
 from facesieve.errors import ConfigError
-from facesieve.schema import EMBEDDING_DIM
+from facesieve.schema import EMBEDDING_DIM, FACES
 from facesieve.storage.base import Store
 
 IMAGE_COLUMNS = [
@@ -78,7 +78,7 @@ def load_inputs(out: Store) -> CleanInputs:
         empty = np.zeros((0,), np.int64)
         return CleanInputs(
             images,
-            pa.table({c: [] for c in FACE_COLUMNS[:-1]}),
+            pa.schema([FACES.field(c) for c in FACE_COLUMNS[:-1]]).empty_table(),
             empty,
             np.zeros((0, EMBEDDING_DIM), np.float32),
             empty,

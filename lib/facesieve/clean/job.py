@@ -24,6 +24,7 @@ from facesieve.clean.rules import Decision, decide
 from facesieve.cluster.job import META_KEY as CLUSTER_META
 from facesieve.config import Config
 from facesieve.errors import ConfigError
+from facesieve.index.build import faces_shards
 from facesieve.runner.shard_task import parquet_bytes
 from facesieve.storage import open_store
 from facesieve.storage.base import Store
@@ -42,10 +43,17 @@ class CleanResult:
     up_to_date: bool = False
 
 
-def _input_key(out: Store, config: Config) -> str:
-    if not out.exists(CLUSTER_META):
+def _cluster_state(out: Store) -> tuple[str, str | None]:
+    """(key, mode) of the clusters the report builds on; no faces at all means no clusters."""
+    if out.exists(CLUSTER_META):
+        meta = json.loads(out.read_bytes(CLUSTER_META))
+        return meta["key"], meta["summary"]["mode"]
+    if any(s.count for s in faces_shards(out)):
         raise ConfigError(f"no clusters under {out.root_uri}: run `facesieve cluster` first")
-    cluster_key = json.loads(out.read_bytes(CLUSTER_META))["key"]
+    return "no-faces", None
+
+
+def _input_key(out: Store, config: Config, cluster_key: str) -> str:
     images = sorted((i.key, i.size) for i in out.list("images/") if i.key.endswith(".parquet"))
     blob = json.dumps({"clusters": cluster_key, "images": images, "clean": asdict(config.clean)})
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -85,14 +93,17 @@ def summarize(decision: Decision, mode: str, seconds: float) -> dict[str, Any]:
 def run_clean(out_uri: str, config: Config, html: bool = True) -> CleanResult:
     started = time.perf_counter()
     out = open_store(out_uri, config.run.s3_endpoint)
-    key = _input_key(out, config)
+    cluster_key, mode = _cluster_state(out)
+    key = _input_key(out, config, cluster_key)
     if out.exists(SUMMARY_KEY) and out.exists(ACTIONS_KEY):
         previous = json.loads(out.read_bytes(SUMMARY_KEY))
         if previous.get("key") == key:
             log.info("report is up to date")
             return CleanResult(previous, up_to_date=True)
-    mode = json.loads(out.read_bytes(CLUSTER_META))["summary"]["mode"]
     inp = load_inputs(out)
+    if mode is None:
+        labeled = inp.images.column("label").null_count <= inp.n_images / 2
+        mode = "labeled" if labeled else "unlabeled"
     decision = decide(inp, config.clean, mode, config.run.s3_endpoint, config.source.max_pixels)
     out.write_bytes(ACTIONS_KEY, parquet_bytes(decision.actions))
     out.write_bytes(ACTIONS_CSV, csv_bytes(decision.actions))

@@ -424,14 +424,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _run_text(info: dict[str, Any]) -> str:
     c, clean = info["cluster"], info["clean"]
     out = info["embed"]["output"].rstrip("/")
-    lines = [
-        _embed_text(info["embed"]),
-        f"index: {info['index']['factory']}, {info['index']['vectors']} vectors "
-        f"({info['index']['added']} shards added)",
-        f"clusters: {c['clusters']} identities, {c['noise']} unclustered faces ({c['mode']})"
-        + (" (up to date)" if c["up_to_date"] else ""),
-        _clean_text(clean, out),
-    ]
+    lines = [_embed_text(info["embed"])]
+    if c is None:
+        lines.append("no face found in any image: nothing to index or cluster")
+    else:
+        lines += [
+            f"index: {info['index']['factory']}, {info['index']['vectors']} vectors "
+            f"({info['index']['added']} shards added)",
+            f"clusters: {c['clusters']} identities, {c['noise']} unclustered faces ({c['mode']})"
+            + (" (up to date)" if c["up_to_date"] else ""),
+        ]
+    lines.append(_clean_text(clean, out))
     return "\n".join(lines)
 
 

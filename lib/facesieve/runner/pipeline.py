@@ -15,7 +15,7 @@ from typing import Any
 from facesieve.clean.job import CleanResult, run_clean
 from facesieve.cluster.job import ClusterResult, run_cluster
 from facesieve.config import Config
-from facesieve.index.build import build_index
+from facesieve.index.build import build_index, faces_shards
 from facesieve.index.knn import KnnResult, build_knn
 from facesieve.runner.job import JobResult, run_embed
 from facesieve.storage import open_store
@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 class PipelineResult:
     embed: JobResult
     index: dict[str, Any]
-    knn: KnnResult
-    cluster: ClusterResult
+    knn: KnnResult | None  # None when no face was found at all
+    cluster: ClusterResult | None
     clean: CleanResult
     seconds: float
 
@@ -40,8 +40,8 @@ class PipelineResult:
         return {
             "embed": self.embed.run_info,
             "index": self.index,
-            "knn": asdict(self.knn),
-            "cluster": asdict(self.cluster),
+            "knn": asdict(self.knn) if self.knn else None,
+            "cluster": asdict(self.cluster) if self.cluster else None,
             "clean": {"up_to_date": self.clean.up_to_date, **self.clean.summary},
             "seconds": round(self.seconds, 3),
         }
@@ -52,8 +52,12 @@ def run_pipeline(
 ) -> PipelineResult:
     started = time.perf_counter()
     embed = run_embed(input_uri, out_uri, config, show_progress=show_progress)
-    if not embed.totals.get("faces") and not embed.shards_processed:
-        log.info("no new shards")
+    out = open_store(out_uri, config.run.s3_endpoint)
+    if sum(s.count for s in faces_shards(out)) == 0:
+        # nothing to index or cluster: the report still lists every file and why it failed
+        log.warning("no face was found in any image; writing the report of the files only")
+        clean = run_clean(out_uri, config)
+        return PipelineResult(embed, {}, None, None, clean, time.perf_counter() - started)
     index = build_index(out_uri, config)
     info = {
         "factory": index.manifest.factory,
@@ -64,7 +68,7 @@ def run_pipeline(
         "removed": len(index.removed),
         "seconds": round(index.seconds, 3),
     }
-    knn = build_knn(open_store(out_uri, config.run.s3_endpoint), config.index)
+    knn = build_knn(out, config.index)
     cluster = run_cluster(out_uri, config)
     clean = run_clean(out_uri, config)
     return PipelineResult(embed, info, knn, cluster, clean, time.perf_counter() - started)
