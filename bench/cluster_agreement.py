@@ -59,9 +59,11 @@ def main() -> None:
                 t_kn.append(time.perf_counter() - t0)
                 ours.append(adjusted_rand_score(ref, got))
                 selfs.append(adjusted_rand_score(ref, back))
-            print(f"{n:5d} {mcs:4d} {ms:2d} | {np.median(ours):.3f} (min {min(ours):.3f}) | "
-                  f"{np.median(selfs):.3f} (min {min(selfs):.3f}) | {np.median(t_ex):.2f} | "
-                  f"{np.median(t_kn):.2f}")
+            print(
+                f"{n:5d} {mcs:4d} {ms:2d} | {np.median(ours):.3f} (min {min(ours):.3f}) | "
+                f"{np.median(selfs):.3f} (min {min(selfs):.3f}) | {np.median(t_ex):.2f} | "
+                f"{np.median(t_kn):.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -45,15 +45,21 @@ def main(work: str, threshold: float) -> None:
     right = {f for f in found if len({source.get(x, x) for x in f}) == 1}
     source_pairs = {f for f in found if not f & injected and f not in right}
     hits = {p for p in copies if any(p in f for f in right)}
-    print(json.dumps({
-        "threshold": threshold,
-        "seconds": round(seconds, 1),
-        "flagged_pairs": len(found),
-        "precision": round(len(right) / max(len(found), 1), 4),
-        "precision_without_source_pairs": round(
-            len(right) / max(len(found) - len(source_pairs), 1), 4),
-        "recall": round(len(hits) / max(len(copies), 1), 4),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "threshold": threshold,
+                "seconds": round(seconds, 1),
+                "flagged_pairs": len(found),
+                "precision": round(len(right) / max(len(found), 1), 4),
+                "precision_without_source_pairs": round(
+                    len(right) / max(len(found) - len(source_pairs), 1), 4
+                ),
+                "recall": round(len(hits) / max(len(copies), 1), 4),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def main(work: str) -> None:
         by_image.setdefault(f.split("#")[0], []).append(f)
     rows, x, true, given, ours_c = [], [], [], [], []
     for r in actions:
-        rel = r["uri"][len(root):]
+        rel = r["uri"][len(root) :]
         t = truth.get(rel)
         if t is None or t["kind"] not in ("original", "moved") or r["cluster_id"] is None:
             continue
@@ -55,7 +55,7 @@ def main(work: str) -> None:
         ours_c.append(r["cluster_id"])
     x = np.asarray(x, np.float64)
     moved = {p for p, g, t in zip(rows, given, true, strict=True) if g != t}
-    ours = {r["uri"][len(root):] for r in actions if "mislabeled" in r["reasons"]}
+    ours = {r["uri"][len(root) :] for r in actions if "mislabeled" in r["reasons"]}
     result = {"faces": len(rows), "moved": len(moved)}
     result["facesieve_bcubed"] = bcubed(np.array(true), np.array(ours_c)).__dict__
     result["facesieve_mislabeled"] = detection(ours & set(rows), moved).__dict__
@@ -64,8 +64,10 @@ def main(work: str) -> None:
 
     t0 = time.perf_counter()
     labels = hdbscan.HDBSCAN(min_cluster_size=3, min_samples=2).fit(x).labels_
-    result["hdbscan_raw"] = {"seconds": round(time.perf_counter() - t0, 1),
-                             "bcubed": bcubed(np.array(true), labels).__dict__}
+    result["hdbscan_raw"] = {
+        "seconds": round(time.perf_counter() - t0, 1),
+        "bcubed": bcubed(np.array(true), labels).__dict__,
+    }
 
     from cleanlab.filter import find_label_issues
     from sklearn.model_selection import cross_val_predict
@@ -75,13 +77,20 @@ def main(work: str) -> None:
     names = sorted(set(given))
     y = np.array([names.index(g) for g in given])
     keep = np.bincount(y)[y] >= 3  # cross-validation needs a few examples per class
-    probs = cross_val_predict(KNeighborsClassifier(10, metric="cosine", weights="distance"),
-                              x[keep], y[keep], cv=3, method="predict_proba")
+    probs = cross_val_predict(
+        KNeighborsClassifier(10, metric="cosine", weights="distance"),
+        x[keep],
+        y[keep],
+        cv=3,
+        method="predict_proba",
+    )
     issues = find_label_issues(np.unique(y[keep], return_inverse=True)[1], probs)
     flagged = {p for p, i in zip(np.array(rows)[keep], issues, strict=True) if i}
-    result["cleanlab"] = {"seconds": round(time.perf_counter() - t0, 1),
-                          "mislabeled": detection(flagged, moved).__dict__,
-                          "faces_scored": int(keep.sum())}
+    result["cleanlab"] = {
+        "seconds": round(time.perf_counter() - t0, 1),
+        "mislabeled": detection(flagged, moved).__dict__,
+        "faces_scored": int(keep.sum()),
+    }
     print(json.dumps(result, indent=1))
 
 

@@ -146,7 +146,7 @@ class CleanConfig:
     min_det_score: float = 0.6  # subject detection score below this: low_quality
     min_sharpness: float = 10.0  # Laplacian variance of the aligned crop below this: low_quality
     near_dup_min_cosine: float = 0.8  # embedding cosine that makes two images dup candidates
-    near_dup_min_pixel: float = 0.92  # pixel correlation (face-aligned context) confirming a dup
+    near_dup_min_pixel: float = 0.94  # pixel correlation (face-aligned context) confirming a dup
     mislabel_min_cosine: float = 0.4  # face vs the suggested label's identity, at least
     mislabel_max_own: float = 0.2  # face vs its own label's identity, at most
     mislabel_margin: float = 0.2  # suggested minus own similarity, at least

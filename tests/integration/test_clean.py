@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from facesieve.config import Config
 from facesieve.runner.pipeline import PipelineResult, run_pipeline
 from tests.integration.helpers import local_config
 
@@ -78,7 +79,7 @@ def test_duplicates_point_at_the_kept_copy(run: tuple[Path, PipelineResult]) -> 
     small = rows[f"{folders[4]}/small.jpg"]
     assert "near_duplicate" in small["reasons"] and small["action"] == "drop"
     assert by_id[small["duplicate_of"]].startswith(folders[4] + "/")
-    assert small["score"] >= 0.92
+    assert small["score"] >= Config().clean.near_dup_min_pixel
     # every near duplicate points at an image of the same person that is itself kept
     for _k, r in rows.items():
         if "near_duplicate" in r["reasons"]:

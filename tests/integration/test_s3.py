@@ -131,17 +131,20 @@ def test_whole_pipeline_from_tar_shards_in_a_bucket(
     from facesieve.runner.pipeline import run_pipeline
 
     client = _client(s3.endpoint)
-    for bucket in ("pipe-in", "pipe-out"):
+    # the buckets of the first test, or new ones when run alone: each bucket takes SeaweedFS
+    # volumes, and the test server has few
+    existing = {b["Name"] for b in client.list_buckets()["Buckets"]}
+    for bucket in {"faces-in", "faces-out"} - existing:
         client.create_bucket(Bucket=bucket)
     for t in make_tars(demo_data, tmp_path / "tars", 2):
-        client.upload_file(str(t), "pipe-in", f"shards/{t.name}")
+        client.upload_file(str(t), "faces-in", f"pipeline/{t.name}")
     cfg = local_config().with_overrides("run", s3_endpoint=s3.endpoint)
-    result = run_pipeline("s3://pipe-in/shards", "s3://pipe-out/run", cfg, show_progress=False)
+    result = run_pipeline("s3://faces-in/pipeline", "s3://faces-out/pipe", cfg, show_progress=False)
     assert result.exit_code == 0 and result.cluster is not None
     reasons = result.clean.summary["reasons"]
     assert reasons.get("near_duplicate", 0) >= 10 and reasons.get("mislabeled", 0) >= 1
-    page = client.get_object(Bucket="pipe-out", Key="run/report/index.html")["Body"].read()
+    page = client.get_object(Bucket="faces-out", Key="pipe/report/index.html")["Body"].read()
     assert page.count(b"data:image/jpeg;base64,") >= 20  # thumbnails read back from the tars
-    summary = client.get_object(Bucket="pipe-out", Key="run/report/summary.json")["Body"].read()
+    summary = client.get_object(Bucket="faces-out", Key="pipe/report/summary.json")["Body"].read()
     for blob in (page, summary):
         assert SECRET.encode() not in blob and KEY.encode() not in blob

@@ -25,7 +25,7 @@ def test_most_severe_reason_sets_the_action_and_score() -> None:
     t = b.table(_images(3), [1, None, 4]).to_pylist()
     assert t[0]["action"] == "drop" and t[0]["score"] == pytest.approx(0.95)
     assert t[0]["reasons"] == ["near_duplicate", "mislabeled"]
-    assert t[0]["suggested_label"] is None  # a dropped image is not relabeled
+    assert t[0]["suggested_label"] == "b"  # kept as evidence, though the image is dropped
     assert t[1]["action"] == "relabel" and t[1]["suggested_label"] == "c"
     assert t[2]["action"] == "keep" and t[2]["reasons"] == []
     assert b.table(_images(3), [None] * 3).schema == ACTIONS

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from facesieve.cluster.hierarchy import core_distances, hdbscan_knn, spanning_tree
+from facesieve.cluster.hierarchy import core_distances, hdbscan_knn, single_linkage, spanning_tree
 from facesieve.devtools.synthetic import SphereModel, identities
 
 
@@ -53,4 +53,33 @@ def test_separate_groups_become_separate_clusters() -> None:
     got = hdbscan_knn(nb, sims, 3, 2)
     truth = np.repeat(np.arange(4), 6)
     assert got.components == 4
+    assert adjusted_rand_score(truth, got.labels) == 1.0
+
+
+def test_single_linkage_matches_the_hdbscan_routine() -> None:
+    from hdbscan._hdbscan_linkage import label
+
+    rng = np.random.default_rng(0)
+    n = 500
+    a, b, w = np.arange(1, n), rng.integers(0, np.arange(1, n)), rng.random(n - 1)
+    mst = np.column_stack([a, b, w]).astype(np.float64)[np.argsort(w)]
+    np.testing.assert_array_equal(single_linkage(mst), label(mst))
+
+
+def test_identities_inside_disconnected_parts_are_not_merged() -> None:
+    """Parts of the graph joined far above every edge used to win the selection whole (two
+    Glint360K identities became one cluster); each part here holds two identities."""
+    rng = np.random.default_rng(1)
+    axes = np.linalg.qr(rng.normal(size=(128, 6)))[0].T  # 6 orthogonal directions
+    x, truth = [], []
+    for part in range(3):
+        a, b = axes[2 * part], axes[2 * part + 1]
+        for ident, centre in enumerate((a, 0.6 * a + 0.8 * b)):  # cos(a, centre) = 0.6
+            x.append(centre + rng.normal(scale=0.05, size=(30, 128)))
+            truth += [2 * part + ident] * 30
+    x = np.concatenate(x)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    nb, sims = _knn(x, 40)  # reaches into the other identity of its part, never other parts
+    got = hdbscan_knn(nb, sims, 5, 2)
+    assert got.components == 3
     assert adjusted_rand_score(truth, got.labels) == 1.0

@@ -98,10 +98,7 @@ class ActionBuilder:
                 "label": images.column("label"),
                 "action": [a for a, _ in resolved],
                 "reasons": self.reasons,
-                "suggested_label": [
-                    s if a in (RELABEL, REVIEW) else None
-                    for s, (a, _) in zip(self.suggested, resolved, strict=True)
-                ],
+                "suggested_label": self.suggested,
                 "duplicate_of": self.duplicate_of,
                 "cluster_id": cluster_ids,
                 "score": [None if s is None else round(s, 4) for _, s in resolved],

@@ -35,6 +35,7 @@ ACTIONS_KEY = "report/actions.parquet"
 ACTIONS_CSV = "report/actions.csv"
 SUMMARY_KEY = "report/summary.json"
 HTML_KEY = "report/index.html"
+VERSION = 1  # bump when the same inputs and thresholds give a different report
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,9 @@ def _cluster_state(out: Store) -> tuple[str, str | None]:
 
 def _input_key(out: Store, config: Config, cluster_key: str) -> str:
     images = sorted((i.key, i.size) for i in out.list("images/") if i.key.endswith(".parquet"))
-    blob = json.dumps({"clusters": cluster_key, "images": images, "clean": asdict(config.clean)})
+    blob = json.dumps(
+        {"v": VERSION, "clusters": cluster_key, "images": images, "clean": asdict(config.clean)}
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -36,6 +36,7 @@ class Decision:
     image_label: np.ndarray  # (I,) label code, -1 unlabeled
     identities: Identities | None
     duplicates: Duplicates
+    reason_scores: list[dict[str, float]]  # per image: reason -> its own score
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -136,4 +137,4 @@ def decide(
     cluster_ids = [int(inp.cluster[s]) if s >= 0 else None for s in subject.tolist()]
     actions = b.table(img, cluster_ids)
     timings["rules_s"] = round(time.perf_counter() - t0, 3)
-    return Decision(actions, subject, names, image_label, identities, dups, timings)
+    return Decision(actions, subject, names, image_label, identities, dups, b.scores, timings)

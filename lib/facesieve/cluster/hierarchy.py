@@ -7,9 +7,11 @@ mutual-reachability graph. Both come from the kNN graph when K >= min_samples: a
 that is not in i's K nearest neighbours has d(i, j) >= d_K(i) >= core(i), so in the
 mutual-reachability metric it is never shorter than i's own kNN edges and the spanning tree of
 each connected part is the same. What differs is only how parts that share no kNN edge are joined:
-here they are joined at a distance above every real edge, so the hierarchy above that level is
-flat. Clusters are then selected with the ``hdbscan`` package's own tree routines (condense,
-stability, excess of mass), so the selection matches the reference implementation.
+here they are joined just above the longest real edge (not far above it: a part born near lambda
+0 would win the excess-of-mass selection over every cluster inside it), so the hierarchy above
+that level is flat. The single-linkage tree is built here (a union-find, 6x faster than the
+package's), then clusters are selected with the ``hdbscan`` package's own tree routines
+(condense, stability, excess of mass), so the selection matches the reference implementation.
 
 Distances are Euclidean on unit vectors, sqrt(2 - 2 cos), which is what ``hdbscan`` computes on
 L2-normalised embeddings.
@@ -66,7 +68,7 @@ def mutual_reachability_edges(
 def spanning_tree(n: int, lo: np.ndarray, hi: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, int]:
     """Minimum spanning tree as an (n-1, 3) array [a, b, weight] sorted by weight.
 
-    Disconnected parts are chained at a weight above every real edge. SciPy reads a zero weight
+    Disconnected parts are chained just above the longest real edge. SciPy reads a zero weight
     as "no edge", so weights are floored at a tiny positive value (exact duplicates).
     """
     w = np.maximum(w, 1e-12)
@@ -76,12 +78,44 @@ def spanning_tree(n: int, lo: np.ndarray, hi: np.ndarray, w: np.ndarray) -> tupl
     parts, which = connected_components(tree, directed=False)
     if parts > 1:
         reps = np.unique(which, return_index=True)[1]
-        top = (float(w.max()) if len(w) else 1.0) * 2 + 1.0
+        # just above the longest real edge: far above it, the parts would be born almost at
+        # lambda 0 and their excess of mass would swamp every cluster inside them
+        top = (float(w.max()) if len(w) else 1.0) * (1 + 1e-6)
         bridge = np.column_stack(
             [np.full(parts - 1, reps[0]), reps[1:], np.full(parts - 1, top)]
         ).astype(np.float64)
         edges = np.vstack([edges, bridge])
     return edges[np.argsort(edges[:, 2], kind="stable")], parts
+
+
+def single_linkage(mst: np.ndarray) -> np.ndarray:
+    """Single-linkage tree (scipy/hdbscan layout: a, b, distance, size) from weight-sorted edges.
+
+    The same output as ``hdbscan._hdbscan_linkage.label``, which is 6x slower (64 s at 1M
+    points): a union-find with path halving over plain lists.
+    """
+    n = len(mst) + 1
+    parent = list(range(2 * n - 1))
+    size = [1] * n + [0] * (n - 1)
+    out = np.empty((n - 1, 4))
+    left = mst[:, 0].astype(np.int64).tolist()
+    right = mst[:, 1].astype(np.int64).tolist()
+    nxt = n
+    for i in range(n - 1):
+        a, b = left[i], right[i]
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        merged = size[a] + size[b]
+        out[i, 0], out[i, 1], out[i, 3] = a, b, merged
+        parent[a] = parent[b] = nxt
+        size[nxt] = merged
+        nxt += 1
+    out[:, 2] = mst[:, 2]
+    return out
 
 
 def hdbscan_knn(
@@ -95,7 +129,6 @@ def hdbscan_knn(
 
     Neighbours must be sorted by decreasing similarity. Returns labels like ``hdbscan.HDBSCAN``.
     """
-    from hdbscan._hdbscan_linkage import label
     from hdbscan.hdbscan_ import _tree_to_labels
 
     n = len(neighbors)
@@ -106,7 +139,7 @@ def hdbscan_knn(
     dist = np.where(np.isfinite(dist), dist, np.inf)
     core = core_distances(dist, min_samples)
     mst, parts = spanning_tree(n, *mutual_reachability_edges(neighbors, dist, core))
-    tree = label(mst)
+    tree = single_linkage(mst)
     labels, probs, *_ = _tree_to_labels(
         None, tree, min_cluster_size=min_cluster_size, cluster_selection_method=selection
     )

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 FACES_KEY = "clusters/faces.parquet"
 IDENTITIES_KEY = "clusters/identities.parquet"
 META_KEY = "clusters/cluster.json"
+VERSION = 3  # bump when the same inputs and parameters give different clusters
 
 CLUSTER_FACES = pa.schema(
     [
@@ -129,7 +130,9 @@ def run_cluster(out_uri: str, config: Config) -> ClusterResult:
     graph = load_knn(out)
     faces = read_face_labels(out)
     mode = resolve_mode(config.cluster, faces.column("label"))
-    blob = json.dumps({"graph": graph.key, "params": asdict(config.cluster), "mode": mode})
+    blob = json.dumps(
+        {"v": VERSION, "graph": graph.key, "params": asdict(config.cluster), "mode": mode}
+    )
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     if out.exists(META_KEY):
         meta = json.loads(out.read_bytes(META_KEY))

@@ -54,25 +54,28 @@ def score(truth: dict[str, Any], rows: list[dict[str, Any]], data_root: str) -> 
     right = [suggested[p] == files[p]["true_label"] for p in flagged["mislabeled"] & moved]
     scores["mislabeled"]["suggestion_accuracy"] = round(float(np.mean(right)), 4) if right else None
     source_of = {p: t["of"] for p, t in files.items() if "of" in t}
-    injected_copy = set(source_of)
+    both = {r: _pairs(rows, r, rel) for r in ("near_duplicate", "exact_duplicate")}
+    other = {"near_duplicate": both["exact_duplicate"], "exact_duplicate": both["near_duplicate"]}
     for reason, kind in (("near_duplicate", "near_copy"), ("exact_duplicate", "exact_copy")):
-        truth_pairs = {frozenset((p, files[p]["of"])) for p in kinds.get(kind, set())}
+        copies = kinds.get(kind, set())
         found = _pairs(rows, reason, rel)
-        # a flag is right when both images descend from one source image (copies of one
-        # original may point at each other); recall asks that every injected copy be grouped
-        right = {f for f in found if len({source_of.get(x, x) for x in f}) == 1}
-        hits = {p for p in kinds.get(kind, set()) if any(p in f for f in right)}
-        # pairs of two source images were duplicates before injection: real, but unknown to the
-        # truth; they are counted apart and left out of the adjusted precision
-        source_pairs = {f for f in found if not (f & injected_copy) and f not in right}
+        # a flag is right when both images descend from one source image; a flag between
+        # images of two different source images claims those sources are duplicates, which
+        # the truth cannot judge (they were in the data before injection): "source pairs"
+        sources = [{source_of.get(x, x) for x in f} for f in found]
+        right = [f for f, src in zip(found, sources, strict=True) if len(src) == 1]
+        source_pairs = len(found) - len(right)
+        # found: the copy sits in a flagged duplicate pair. Either reason counts: the keeper of
+        # a byte-identical group can itself be a near duplicate of a fourth image
+        hit = {x for f in found | other[reason] for x in f}
+        recall = sum(1 for p in copies if p in hit) / len(copies) if copies else 1.0
         precision = len(right) / len(found) if found else 1.0
-        recall = len(hits) / len(truth_pairs) if truth_pairs else 1.0
         scores[reason] = {
             **Scores.of(precision, recall).__dict__,
             "flagged_pairs": len(found),
-            "source_pairs": len(source_pairs),
+            "source_pairs": source_pairs,
             "precision_without_source_pairs": round(
-                len(right) / max(len(found) - len(source_pairs), 1), 4
+                len(right) / max(len(found) - source_pairs, 1), 4
             ),
         }
     scores["decode_error"] = detection(

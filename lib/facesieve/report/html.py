@@ -148,8 +148,9 @@ class _Page:
             meta.append(f"label: {_e(rec['label'])}")
         if rec["suggested_label"]:
             meta.append(f"suggested: {_e(rec['suggested_label'])}")
-        if rec["score"] is not None:
-            meta.append(f"score: {rec['score']:.3f}")
+        score = self.d.reason_scores[row].get(reason)
+        if score is not None:
+            meta.append(f"score: {score:.3f}")
         if reason == "decode_error" and error:
             meta.append(f'<span class="muted">{_e(error)}</span>')
         return (

@@ -16,11 +16,11 @@ MARGIN = 0.35  # box grows by this share on each side, so hair and chin show
 
 def crop_face(rgb: np.ndarray, bbox: np.ndarray | None) -> Image.Image:
     """The face region (or the whole image when there is no face), as a square thumbnail."""
-    h, w = rgb.shape[:2]
-    if bbox is None:
-        x1, y1, x2, y2 = 0.0, 0.0, float(w), float(h)
-    else:
-        x1, y1, x2, y2 = (float(v) for v in bbox)
+    if bbox is None:  # no face: the whole picture, no padding
+        img = Image.fromarray(rgb)
+        img.thumbnail((THUMB, THUMB))
+        return img
+    x1, y1, x2, y2 = (float(v) for v in bbox)
     side = max(x2 - x1, y2 - y1) * (1 + 2 * MARGIN)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     box = [round(cx - side / 2), round(cy - side / 2)]
