@@ -154,7 +154,7 @@ class CleanConfig:
     split_min_cosine: float = 0.55  # two labels' identity centroids this close: one person
     split_min_faces: int = 2  # faces each label needs before a split is claimed
     multi_min_faces: int = 3  # faces a second identity inside a label needs
-    multi_max_cosine: float = 0.3  # second identity's centroid below this vs the first
+    multi_max_cosine: float = 0.4  # second identity's centroid below this vs the first
     report_rows: int = 60  # thumbnails per reason section of index.html
 
     def validate(self) -> None:

@@ -31,6 +31,14 @@ def labeled(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Path:
     img.resize((img.width * 2 // 3, img.height * 2 // 3)).save(buf, "JPEG", quality=70)
     (folders[4] / "small.jpg").write_bytes(buf.getvalue())
     (folders[5]).rename(root / ODD_LABEL)
+    # two people under one label: folders[6]'s person joins folders[7]
+    for f in sorted(folders[6].iterdir()):
+        f.rename(folders[7] / f"m{f.name}")
+    folders[6].rmdir()
+    # one person under two labels: three of folders[8]'s images get a label of their own
+    (root / "zz_same_person").mkdir()
+    for name in ("2.jpg", "3.jpg", "4.jpg"):
+        (folders[8] / name).rename(root / "zz_same_person" / name)
     return root
 
 
@@ -65,6 +73,9 @@ def test_broken_files_and_missing_faces(run: tuple[Path, PipelineResult]) -> Non
         assert rows[f"{first}/{name}"]["reasons"] == ["decode_error"]
         assert rows[f"{first}/{name}"]["action"] == "drop"
     assert rows[f"{first}/sky.jpg"]["reasons"] == ["no_face"]
+    summary = run[1].clean.summary
+    assert summary["status"]["decode_error"] == 1 and summary["status"]["unsupported"] == 1
+    assert sum(summary["status"].values()) == summary["images"] == len(rows)
 
 
 def test_duplicates_point_at_the_kept_copy(run: tuple[Path, PipelineResult]) -> None:
@@ -101,6 +112,19 @@ def test_misfiled_photo_is_mislabeled_with_its_label_suggested(
         assert misfiled["suggested_label"] == yao
     flagged = [k for k, r in rows.items() if "mislabeled" in r["reasons"]]
     assert flagged == [f"{folders[2]}/5.jpg"]
+
+
+def test_label_level_problems(run: tuple[Path, PipelineResult], labeled: Path) -> None:
+    rows = _rows(run[0])
+    folders = sorted(p.name for p in labeled.iterdir() if p.is_dir() and not p.name.startswith("<"))
+    merged = next(f for f in folders if any(k.startswith(f"{f}/m") for k in rows))
+    multi = {k for k, r in rows.items() if "label_has_multiple_identities" in r["reasons"]}
+    assert multi and all(k.startswith(merged + "/") for k in multi)
+    # the flagged faces are one of the two people: all "m" files or all original ones
+    assert len({k.split("/")[1].startswith("m") for k in multi}) == 1
+    split = {k: r for k, r in rows.items() if "identity_split_across_labels" in r["reasons"]}
+    pair = {k.split("/")[0] for k in split} | {r["suggested_label"] for r in split.values()}
+    assert "zz_same_person" in pair
 
 
 def test_clusters_follow_identities(run: tuple[Path, PipelineResult]) -> None:

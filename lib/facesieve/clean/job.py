@@ -73,12 +73,15 @@ def csv_bytes(actions: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def summarize(decision: Decision, mode: str, seconds: float) -> dict[str, Any]:
+def summarize(
+    decision: Decision, statuses: list[str], mode: str, seconds: float
+) -> dict[str, Any]:
     a = decision.actions
     reasons = Counter(r for rs in a.column("reasons").to_pylist() for r in rs)
     return {
         "mode": mode,
         "images": a.num_rows,
+        "status": dict(sorted(Counter(statuses).items())),
         "actions": dict(sorted(Counter(a.column("action").to_pylist()).items())),
         "reasons": dict(sorted(reasons.items())),
         "labels": len(decision.label_names),
@@ -110,7 +113,8 @@ def run_clean(out_uri: str, config: Config, html: bool = True) -> CleanResult:
     decision = decide(inp, config.clean, mode, config.run.s3_endpoint, config.source.max_pixels)
     out.write_bytes(ACTIONS_KEY, parquet_bytes(decision.actions))
     out.write_bytes(ACTIONS_CSV, csv_bytes(decision.actions))
-    summary = summarize(decision, mode, time.perf_counter() - started)
+    statuses = inp.images.column("status").to_pylist()
+    summary = summarize(decision, statuses, mode, time.perf_counter() - started)
     summary["thresholds"] = asdict(config.clean)
     summary["output"] = out.root_uri
     if html:
