@@ -60,12 +60,21 @@ class CleanInputs:
         return self.images.num_rows
 
 
-def _read_folder(out: Store, folder: str, columns: list[str]) -> pa.Table | None:
-    tables = [
-        pq.read_table(io.BytesIO(out.read_bytes(i.key)), columns=columns)
-        for i in sorted(out.list(f"{folder}/"), key=lambda i: i.key)
-        if i.key.endswith(".parquet")
-    ]
+def _read_folder(
+    out: Store, folder: str, columns: list[str], embeddings: list[np.ndarray] | None = None
+) -> pa.Table | None:
+    """All shards of one folder; with ``embeddings``, the embedding column is moved out into
+    that list shard by shard (as float32 arrays), so Arrow never holds all of them at once."""
+    tables = []
+    for info in sorted(out.list(f"{folder}/"), key=lambda i: i.key):
+        if not info.key.endswith(".parquet"):
+            continue
+        table = pq.read_table(io.BytesIO(out.read_bytes(info.key)), columns=columns)
+        if embeddings is not None:
+            flat = table.column("embedding").combine_chunks().flatten().to_numpy()
+            embeddings.append(flat.reshape(-1, EMBEDDING_DIM).astype(np.float32, copy=False))
+            table = table.drop_columns(["embedding"])
+        tables.append(table)
     return pa.concat_tables(tables) if tables else None
 
 
@@ -73,7 +82,8 @@ def load_inputs(out: Store) -> CleanInputs:
     images = _read_folder(out, "images", IMAGE_COLUMNS)
     if images is None:
         raise ConfigError(f"no images under {out.root_uri}: run `facesieve embed` first")
-    faces = _read_folder(out, "faces", FACE_COLUMNS)
+    chunks: list[np.ndarray] = []
+    faces = _read_folder(out, "faces", FACE_COLUMNS, chunks)
     if faces is None or faces.num_rows == 0:
         empty = np.zeros((0,), np.int64)
         return CleanInputs(
@@ -87,9 +97,8 @@ def load_inputs(out: Store) -> CleanInputs:
         )
     if not out.exists(FACES_KEY):
         raise ConfigError(f"no clusters under {out.root_uri}: run `facesieve cluster` first")
-    emb_col = faces.column("embedding").combine_chunks()
-    emb = emb_col.flatten().to_numpy().reshape(-1, EMBEDDING_DIM).astype(np.float32)
-    faces = faces.drop_columns(["embedding"])
+    emb = np.concatenate(chunks)
+    del chunks
     face_ids = faces.column("face_id").combine_chunks()
     face_image = pc.index_in(faces.column("image_id"), value_set=images.column("image_id"))
     clusters = pq.read_table(io.BytesIO(out.read_bytes(FACES_KEY)))

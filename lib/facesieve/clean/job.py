@@ -73,9 +73,7 @@ def csv_bytes(actions: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def summarize(
-    decision: Decision, statuses: list[str], mode: str, seconds: float
-) -> dict[str, Any]:
+def summarize(decision: Decision, statuses: list[str], mode: str, seconds: float) -> dict[str, Any]:
     a = decision.actions
     reasons = Counter(r for rs in a.column("reasons").to_pylist() for r in rs)
     return {

@@ -77,7 +77,14 @@ def build_identities(
     if fallback.any():
         sums = np.zeros((n_labels, inp.emb.shape[1]), np.float64)
         np.add.at(sums, lab[fallback], inp.emb[subject_rows[fallback]])
-        cos = np.einsum("fd,fd->f", inp.emb[subject_rows[fallback]], _unit(sums)[lab[fallback]])
+        fb_rows, fb_lab = subject_rows[fallback], lab[fallback]
+        cents = _unit(sums)
+        cos = np.concatenate(
+            [
+                np.einsum("fd,fd->f", inp.emb[fb_rows[c]], cents[fb_lab[c]])
+                for c in np.array_split(np.arange(len(fb_rows)), max(1, len(fb_rows) // 4096))
+            ]
+        )
         agree = cos >= FALLBACK_COSINE
         enough = np.bincount(lab[fallback][agree], minlength=n_labels) >= 2
         member_s[np.flatnonzero(fallback)[agree & enough[lab[fallback]]]] = True
@@ -92,14 +99,20 @@ def build_identities(
 def own_similarity(
     inp: CleanInputs, ids: Identities, rows: np.ndarray, labels: np.ndarray
 ) -> np.ndarray:
-    """Cosine of each face with its label's identity, leaving the face itself out; NaN if none."""
-    sums = ids.sums[labels].copy()
-    counts = ids.counts[labels].astype(np.int64)
-    mem = ids.member[rows]
-    sums[mem] -= inp.emb[rows[mem]]
-    counts = counts - mem
-    sims = np.einsum("fd,fd->f", inp.emb[rows], _unit(sums))
-    return np.where(counts >= 1, sims, np.nan).astype(np.float32)
+    """Cosine of each face with its label's identity, leaving the face itself out; NaN if none.
+
+    In chunks: a (faces x 512) gather of centroids would take 4 GB at a million faces.
+    """
+    out = np.full(len(rows), np.nan, np.float32)
+    for s in range(0, len(rows), CHUNK):
+        r, lab = rows[s : s + CHUNK], labels[s : s + CHUNK]
+        sums = ids.sums[lab].copy()
+        mem = ids.member[r]
+        sums[mem] -= inp.emb[r[mem]]
+        counts = ids.counts[lab].astype(np.int64) - mem
+        sims = np.einsum("fd,fd->f", inp.emb[r], _unit(sums))
+        out[s : s + CHUNK] = np.where(counts >= 1, sims, np.nan)
+    return out
 
 
 def best_other_label(

@@ -75,7 +75,12 @@ def refine_subjects(
     rows = rows[has_identity[lab[rows]]]
     if len(rows) == 0:
         return subject
-    sims = np.einsum("fd,fd->f", inp.emb[rows], centroids[lab[rows]])
+    sims = np.concatenate(
+        [
+            np.einsum("fd,fd->f", inp.emb[c], centroids[lab[c]])
+            for c in np.array_split(rows, max(1, len(rows) // 4096))
+        ]
+    )
     img = inp.face_image[rows]
     order = np.lexsort((-sims, img))
     first = np.ones(len(order), bool)
