@@ -1,0 +1,305 @@
+"""The ``facesieve`` argument parser: every subcommand, its flags and its help text."""
+
+from __future__ import annotations
+
+import argparse
+
+from facesieve import __version__
+
+EPILOG = """\
+INPUT and OUT are local paths or s3://bucket/prefix URIs. S3 credentials come from the standard
+AWS chain (environment, ~/.aws, instance role); --s3-endpoint or AWS_ENDPOINT_URL selects an
+S3-compatible store. Exit codes: 0 success, 1 some shards failed (others written), 2 usage error.
+"""
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("common options")
+    g.add_argument("--config", metavar="FILE", help="YAML config with sections source, faces, run")
+    g.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], help="inference device (default auto)"
+    )
+    g.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    g.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+    )
+    g.add_argument("-q", "--quiet", action="store_true", help="only errors; no progress bar")
+
+
+def _add_models(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("models")
+    g.add_argument(
+        "--detector", metavar="ONNX", help="SCRFD *_bnkps ONNX file (default: bundled SCRFD-500M)"
+    )
+    g.add_argument(
+        "--recognizer",
+        metavar="ONNX",
+        help="ArcFace 112x112 ONNX file (default: bundled MobileFaceNet)",
+    )
+    g.add_argument(
+        "--det-size", type=int, metavar="PX", help="largest detector input side (default 640)"
+    )
+    g.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average each embedding with the mirrored face's (default off)",
+    )
+
+
+def _add_job(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("input and execution")
+    g.add_argument(
+        "--layout",
+        choices=["auto", "webdataset", "folders", "flat"],
+        help="input layout (default auto-detected)",
+    )
+    g.add_argument(
+        "--shard-size",
+        type=int,
+        metavar="N",
+        help="images per shard for folders/flat (default 1000)",
+    )
+    g.add_argument(
+        "--aligned",
+        choices=["auto", "yes", "no"],
+        help="treat images as aligned 112x112 crops: auto = when exactly 112x112 (default)",
+    )
+    g.add_argument(
+        "--runner", choices=["ray", "local"], help="ray (default) or local in-process execution"
+    )
+    g.add_argument(
+        "--ray-address", metavar="ADDR", help="join a Ray cluster (default: start a local runtime)"
+    )
+    g.add_argument(
+        "--workers", type=int, metavar="N", help="worker actors (default: one per CPU, two per GPU)"
+    )
+    g.add_argument(
+        "--retries", type=int, metavar="N", help="extra attempts for a failing shard (default 2)"
+    )
+    g.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+
+
+def _add_cluster(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("clustering")
+    g.add_argument(
+        "--min-cluster-size",
+        type=int,
+        metavar="N",
+        help="smallest group of faces that counts as an identity (default 3)",
+    )
+    g.add_argument(
+        "--min-samples",
+        type=int,
+        metavar="N",
+        help="neighbours behind a face's core distance (default 2)",
+    )
+    g.add_argument(
+        "--mode",
+        choices=["auto", "labeled", "unlabeled"],
+        help="labeled: compare clusters with labels; unlabeled: clusters are the "
+        "identities (default auto: labeled when most images have a label)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facesieve",
+        description="Clean large face-image datasets: embed every face, index and cluster the "
+        "identities, and report what is wrong (duplicates, mislabeled images, outliers, broken "
+        "files) with an action per image. Start with `facesieve run INPUT --out OUT`.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"facesieve {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "embed",
+        help="shards -> images/ + faces/ Parquet (skips done shards)",
+        description="Detect, align and embed every face of INPUT into OUT/images and "
+        "OUT/faces, one Parquet file per shard. Finished shards are skipped; shards "
+        "whose content, config or models changed are redone.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "input", metavar="INPUT", help="folder or s3://bucket/prefix with tar shards or images"
+    )
+    p.add_argument(
+        "--out", required=True, metavar="OUT", help="output root (folder or s3://bucket/prefix)"
+    )
+    _add_job(p)
+    _add_models(p)
+    _add_common(p)
+
+    p = sub.add_parser(
+        "verify",
+        help="1:1: same person or not, with the cosine",
+        description="Compare the largest face of IMAGE_A with the largest face of IMAGE_B. "
+        "Prints the cosine similarity and 'same' when it reaches the threshold.",
+    )
+    p.add_argument("image_a", metavar="IMAGE_A")
+    p.add_argument("image_b", metavar="IMAGE_B")
+    p.add_argument(
+        "--threshold", type=float, help="cosine at or above which faces match (default: LFW-tuned)"
+    )
+    _add_models(p)
+    _add_common(p)
+
+    p = sub.add_parser(
+        "index",
+        help="IVF-PQ index over OUT/faces and the kNN graph",
+        description="Build or extend the FAISS index over OUT/faces (parameters from the number of "
+        "vectors and --memory; see docs/INDEX.md), then write the kNN graph OUT/index/knn.parquet. "
+        "Only new or changed faces shards are added; the index is retrained when the data has "
+        "grown past index.retrain_factor.",
+    )
+    p.add_argument("out", metavar="OUT", help="output root of `facesieve embed`")
+    p.add_argument("--memory", metavar="SIZE", help="index memory budget, e.g. 8G (default 8G)")
+    p.add_argument(
+        "--factory", metavar="STR", help="FAISS index_factory string overriding the rule"
+    )
+    p.add_argument("--nprobe", type=int, metavar="N", help="IVF lists visited per query")
+    p.add_argument(
+        "--knn-k", type=int, metavar="K", help="neighbours per face in the kNN graph (0: none)"
+    )
+    p.add_argument("--merge", action="store_true", help="also write all shards as one index file")
+    p.add_argument("--runner", choices=["ray", "local"], help="ray (default) or local in-process")
+    p.add_argument("--ray-address", metavar="ADDR", help="join a Ray cluster")
+    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    _add_common(p)
+
+    p = sub.add_parser(
+        "search",
+        help="1:N: nearest faces in the index",
+        description="Detect and embed the faces of IMAGE, search the index of OUT and print, for "
+        "each face (largest first), the K most similar indexed faces with uri, label, face_id and "
+        "exact cosine similarity.",
+    )
+    p.add_argument("out", metavar="OUT", help="output root with an index")
+    p.add_argument("image", metavar="IMAGE", help="query photo")
+    p.add_argument("-k", type=int, default=5, help="matches per query face (default 5)")
+    p.add_argument("--nprobe", type=int, metavar="N", help="IVF lists visited per query")
+    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    _add_models(p)
+    _add_common(p)
+
+    p = sub.add_parser(
+        "cluster",
+        help="identities: HDBSCAN on the index's kNN graph",
+        description="Cluster every indexed face into identities with HDBSCAN built on the kNN "
+        "graph of `facesieve index` (no all-pairs matrix, so a million faces fit one machine). "
+        "Writes OUT/clusters/faces.parquet and identities.parquet (docs/FORMATS.md).",
+    )
+    p.add_argument("out", metavar="OUT", help="output root with an index and kNN graph")
+    _add_cluster(p)
+    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    _add_common(p)
+
+    p = sub.add_parser(
+        "clean",
+        help="actions, summary and HTML report",
+        description="Apply the cleaning rules (docs/CLEANING.md) to the embeddings, clusters and "
+        "labels of OUT. Writes OUT/report/actions.parquet (+ .csv): one row per input image "
+        "with action keep|drop|relabel|review and its reasons; summary.json; index.html.",
+    )
+    p.add_argument("out", metavar="OUT", help="output root with clusters")
+    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    _add_common(p)
+
+    p = sub.add_parser(
+        "run",
+        help="all stages: embed, index, cluster, clean",
+        description="Run every stage on INPUT into OUT. Each stage redoes only what is new or "
+        "changed, so a second run with nothing new returns in seconds.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", metavar="INPUT", help="folder or s3://bucket/prefix")
+    p.add_argument("--out", required=True, metavar="OUT", help="output root")
+    _add_job(p)
+    _add_models(p)
+    _add_cluster(p)
+    _add_common(p)
+
+    p = sub.add_parser(
+        "eval",
+        help="quality benchmark: inject known problems, score the pipeline",
+        description="Copy labeled folder-per-identity datasets to OUT/data while injecting known "
+        "problems (images moved to a wrong label, near-duplicate and exact copies, corrupt "
+        "files, images without a face), run the whole pipeline on the copy and print precision "
+        "and recall per reason and the BCubed and pairwise F-scores of the clustering. With "
+        "several folders, labels are prefixed with each folder's name.",
+    )
+    p.add_argument("labeled", nargs="+", metavar="LABELED_DIR", help="folder-per-identity data")
+    p.add_argument("--out", required=True, metavar="OUT", help="work folder (data copy, outputs)")
+    p.add_argument(
+        "--min-images",
+        type=int,
+        default=1,
+        metavar="N",
+        help="use identities with at least N images (default 1: all)",
+    )
+    p.add_argument(
+        "--mislabel-rate",
+        type=float,
+        default=0.10,
+        metavar="R",
+        help="share of images moved to a wrong label (default 0.10)",
+    )
+    p.add_argument(
+        "--near-dup-rate",
+        type=float,
+        default=0.03,
+        metavar="R",
+        help="share of images given a transformed copy (default 0.03)",
+    )
+    p.add_argument(
+        "--exact-dup-rate",
+        type=float,
+        default=0.02,
+        metavar="R",
+        help="share of images given a byte-identical copy (default 0.02)",
+    )
+    p.add_argument(
+        "--corrupt-rate",
+        type=float,
+        default=0.01,
+        metavar="R",
+        help="corrupt files added, as a share of images (default 0.01)",
+    )
+    p.add_argument(
+        "--no-face-rate",
+        type=float,
+        default=0.01,
+        metavar="R",
+        help="images without a face added, as a share (default 0.01)",
+    )
+    p.add_argument(
+        "--no-inject",
+        action="store_true",
+        help="copy nothing, inject nothing: report what is flagged in the data as is",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--runner", choices=["ray", "local"], help="ray (default) or local")
+    _add_common(p)
+
+    p = sub.add_parser(
+        "demo",
+        help="build demo data from bundled photos and run every stage on it",
+        description="Builds a small labeled dataset (face crops from the photos bundled "
+        "with the model pack, as identities, with augmented copies and a few broken "
+        "files) under DIR/data, runs `run` on it into DIR/out and prints where the report is.",
+    )
+    p.add_argument(
+        "--out",
+        default="facesieve-demo",
+        metavar="DIR",
+        help="demo folder (default ./facesieve-demo)",
+    )
+    p.add_argument(
+        "--runner", choices=["ray", "local"], help="ray (default) or local in-process execution"
+    )
+    _add_common(p)
+    return parser
