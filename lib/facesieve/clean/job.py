@@ -35,7 +35,7 @@ ACTIONS_KEY = "report/actions.parquet"
 ACTIONS_CSV = "report/actions.csv"
 SUMMARY_KEY = "report/summary.json"
 HTML_KEY = "report/index.html"
-VERSION = 1  # bump when the same inputs and thresholds give a different report
+VERSION = 2  # bump when the same inputs and thresholds give a different report
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,12 @@ from facesieve.clean.labels import (
     own_similarity,
     split_labels,
 )
-from facesieve.clean.subjects import first_subjects, refine_subjects, usable_faces
+from facesieve.clean.subjects import (
+    first_subjects,
+    largest_subjects,
+    refine_subjects,
+    usable_faces,
+)
 from facesieve.config import CleanConfig
 
 log = logging.getLogger(__name__)
@@ -60,7 +65,7 @@ def decide(
         image_label = np.full(inp.n_images, -1, np.int64)
     face_label = image_label[inp.face_image] if len(inp.face_image) else np.zeros(0, np.int64)
     usable = usable_faces(inp, cfg)
-    subject = first_subjects(inp, usable)
+    subject = first_subjects(inp, usable) if labeled else largest_subjects(inp, usable)
     b = ActionBuilder(inp.n_images)
 
     # file-level reasons

@@ -2,7 +2,7 @@
 
 In a labeled image the subject is the face that agrees with its label's identity: bystanders are
 ignored, not counted as errors. Before identities are known, the first guess is the usable face
-nearest the image centre (LFW-style crops) weighted by size; ``refine_subjects`` then moves the
+nearest the image centre (LFW-style crops); ``refine_subjects`` then moves the
 subject to the face most similar to the label's identity once that identity exists. In unlabeled
 collections every image's subject is its largest usable face (what the report shows).
 """
@@ -13,6 +13,7 @@ import numpy as np
 
 from facesieve.clean.inputs import CleanInputs
 from facesieve.config import CleanConfig
+from facesieve.faces.subject import central_rows
 
 
 def usable_faces(inp: CleanInputs, cfg: CleanConfig) -> np.ndarray:
@@ -26,28 +27,30 @@ def usable_faces(inp: CleanInputs, cfg: CleanConfig) -> np.ndarray:
 
 
 def first_subjects(inp: CleanInputs, usable: np.ndarray) -> np.ndarray:
-    """(I,) face row of each image's first-guess subject, -1 for images without faces.
+    """(I,) face row of each image's first-guess subject, -1 for images without faces: the
+    project's one centred-subject rule (``faces.subject``), usable faces first."""
+    boxes = np.asarray(inp.faces.column("bbox").combine_chunks().flatten(), np.float32)
+    return central_rows(
+        inp.face_image,
+        boxes.reshape(-1, 4),
+        inp.images.column("width").to_numpy(zero_copy_only=False),
+        inp.images.column("height").to_numpy(zero_copy_only=False),
+        prefer=usable,
+    )
 
-    Score: face size minus distance of the face centre from the image centre, so that a large
-    central face wins and a usable face always beats an unusable one.
-    """
-    n_img = inp.n_images
-    subject = np.full(n_img, -1, np.int64)
+
+def largest_subjects(inp: CleanInputs, usable: np.ndarray) -> np.ndarray:
+    """(I,) row of each image's largest face, usable faces first (unlabeled collections: the
+    same rule as ``faces.verify.main_face``)."""
+    subject = np.full(inp.n_images, -1, np.int64)
     if len(inp.face_image) == 0:
         return subject
-    boxes = np.asarray(inp.faces.column("bbox").combine_chunks().flatten(), np.float32)
-    boxes = boxes.reshape(-1, 4)
-    w = inp.images.column("width").to_numpy(zero_copy_only=False).astype(np.float32)
-    h = inp.images.column("height").to_numpy(zero_copy_only=False).astype(np.float32)
-    img = inp.face_image
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    off = np.hypot(centre[:, 0] - w[img] / 2, centre[:, 1] - h[img] / 2)
-    size = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    score = size - off + np.where(usable, 1e6, 0.0)
-    order = np.lexsort((-score, img))  # by image, best first
+    px = inp.faces.column("face_px").to_numpy(zero_copy_only=False)
+    order = np.lexsort((np.arange(len(px)), -px, ~usable, inp.face_image))
+    img = inp.face_image[order]
     first = np.ones(len(order), bool)
-    first[1:] = img[order][1:] != img[order][:-1]
-    subject[img[order][first]] = order[first]
+    first[1:] = img[1:] != img[:-1]
+    subject[img[first]] = order[first]
     return subject
 
 
