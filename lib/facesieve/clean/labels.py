@@ -159,8 +159,6 @@ class LabelFlags:
     mislabeled: np.ndarray  # (n,) bool over the evaluated rows
     suggested: np.ndarray  # (n,) label code, -1 none
     outlier: np.ndarray  # (n,) bool
-    own: np.ndarray  # (n,) float32, NaN none
-    other: np.ndarray  # (n,) float32, NaN none
 
 
 def face_flags(
@@ -175,7 +173,7 @@ def face_flags(
         & (np.nan_to_num(other_sim, nan=-1.0) - own0 >= cfg.mislabel_margin)
     )
     out = ~mis & ~np.isnan(own) & (own < cfg.outlier_max_own)
-    return LabelFlags(mis, np.where(mis, other_lab, -1), out, own, other_sim)
+    return LabelFlags(mis, np.where(mis, other_lab, -1), out)
 
 
 def multiple_identities(
