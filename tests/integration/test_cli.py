@@ -59,3 +59,23 @@ def test_configuration_errors_exit_2(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["embed", "x", "--out", "y", "--device", "tpu"])
     assert exit_info.value.code == 2
+    assert main(["eval", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e"), "-q"]) == 2
+    assert main(["clean", str(tmp_path / "in"), "-q"]) == 2  # nothing embedded there
+
+
+def test_eval_scores_injected_problems(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`facesieve eval` on the demo identities: every injected kind is found and scored."""
+    args = ["eval", str(demo_data), "--out", str(tmp_path / "ev"), "--runner", "local"]
+    args += ["--mislabel-rate", "0.1", "--near-dup-rate", "0.05", "--corrupt-rate", "0.03"]
+    assert main([*args, "--no-face-rate", "0.03", "--json", "-q"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    injected, scores = report["injected"], report["scores"]
+    assert injected["moved"] >= 8 and injected["near_copy"] >= 4 and injected["corrupt"] >= 2
+    assert scores["decode_error"]["recall"] == 1.0 and scores["no_face"]["recall"] == 1.0
+    assert scores["exact_duplicate"]["recall"] == 1.0
+    assert scores["near_duplicate"]["recall"] >= 0.75
+    assert scores["mislabeled"]["recall"] >= 0.8 and scores["mislabeled"]["precision"] >= 0.8
+    assert report["clustering"]["bcubed"]["f"] >= 0.9
+    assert (tmp_path / "ev" / "truth.json").is_file() and (tmp_path / "ev" / "eval.json").is_file()

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Duplicates:
-    exact: dict[int, int]  # image row -> image row kept in its place
+    exact: dict[int, int]  # image row -> image row finally kept in its place
     near: dict[int, tuple[int, float]]  # image row -> (kept image row, pixel score)
     candidates: int  # face pairs that reached the embedding threshold
     checked: int  # of those, pairs whose pixels could be compared
@@ -123,12 +123,9 @@ def near_duplicates(
         if fa not in patches or fb not in patches:
             continue
         checked += 1
-        score = max(
-            same_photo_score(patches[fa], patches[fb]), same_photo_score(patches[fb], patches[fa])
-        )
+        score = same_photo_score(patches[fa], patches[fb])
         if score >= cfg.near_dup_min_pixel:
-            a, b = int(img_of[fa]), int(img_of[fb])
-            a, b = exact.get(a, a), exact.get(b, b)
+            a, b = int(canon[img_of[fa]]), int(canon[img_of[fb]])
             groups.union(a, b)
             key = (min(a, b), max(a, b))
             best[key] = max(best.get(key, -1.0), score)
@@ -157,6 +154,8 @@ def find_duplicates(
     near, candidates, checked = near_duplicates(
         inp, usable, rank, exact, cfg, s3_endpoint, max_pixels
     )
+    # the kept byte copy may itself be a near duplicate: point at what is finally kept
+    exact = {row: near[keep][0] if keep in near else keep for row, keep in exact.items()}
     log.info(
         "duplicates: %d exact, %d near (%d candidate face pairs, %d compared)",
         len(exact),

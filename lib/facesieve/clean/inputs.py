@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from facesieve.cluster.graph import load_knn
 from facesieve.cluster.job import FACES_KEY
 from facesieve.errors import ConfigError
+from facesieve.outputs import positions, read_folder
 from facesieve.schema import EMBEDDING_DIM, FACES
 from facesieve.storage.base import Store
 
@@ -60,30 +60,12 @@ class CleanInputs:
         return self.images.num_rows
 
 
-def _read_folder(
-    out: Store, folder: str, columns: list[str], embeddings: list[np.ndarray] | None = None
-) -> pa.Table | None:
-    """All shards of one folder; with ``embeddings``, the embedding column is moved out into
-    that list shard by shard (as float32 arrays), so Arrow never holds all of them at once."""
-    tables = []
-    for info in sorted(out.list(f"{folder}/"), key=lambda i: i.key):
-        if not info.key.endswith(".parquet"):
-            continue
-        table = pq.read_table(io.BytesIO(out.read_bytes(info.key)), columns=columns)
-        if embeddings is not None:
-            flat = table.column("embedding").combine_chunks().flatten().to_numpy()
-            embeddings.append(flat.reshape(-1, EMBEDDING_DIM).astype(np.float32, copy=False))
-            table = table.drop_columns(["embedding"])
-        tables.append(table)
-    return pa.concat_tables(tables) if tables else None
-
-
 def load_inputs(out: Store) -> CleanInputs:
-    images = _read_folder(out, "images", IMAGE_COLUMNS)
+    images = read_folder(out, "images", IMAGE_COLUMNS)
     if images is None:
         raise ConfigError(f"no images under {out.root_uri}: run `facesieve embed` first")
     chunks: list[np.ndarray] = []
-    faces = _read_folder(out, "faces", FACE_COLUMNS, chunks)
+    faces = read_folder(out, "faces", FACE_COLUMNS, chunks)
     if faces is None or faces.num_rows == 0:
         empty = np.zeros((0,), np.int64)
         return CleanInputs(
@@ -100,15 +82,13 @@ def load_inputs(out: Store) -> CleanInputs:
     emb = np.concatenate(chunks)
     del chunks
     face_ids = faces.column("face_id").combine_chunks()
-    face_image = pc.index_in(faces.column("image_id"), value_set=images.column("image_id"))
+    face_image = positions(faces.column("image_id"), images.column("image_id"))
     clusters = pq.read_table(io.BytesIO(out.read_bytes(FACES_KEY)))
-    at = pc.index_in(face_ids, value_set=clusters.column("face_id")).to_numpy(zero_copy_only=False)
-    cluster_col = clusters.column("cluster_id").to_numpy()
-    cluster = np.where(np.isnan(at.astype(float)), -1, cluster_col[np.nan_to_num(at).astype(int)])
+    at = positions(face_ids, clusters.column("face_id"))
+    cluster = np.where(at >= 0, clusters.column("cluster_id").to_numpy()[np.maximum(at, 0)], -1)
     graph = load_knn(out)
     # graph rows are in index order: map them (and their neighbour positions) to face rows
-    g2f = pc.index_in(graph.face_ids, value_set=face_ids).to_numpy(zero_copy_only=False)
-    g2f = np.nan_to_num(g2f.astype(float), nan=-1).astype(np.int64)
+    g2f = positions(graph.face_ids, face_ids)
     k = graph.neighbors.shape[1]
     neighbors = np.full((faces.num_rows, k), -1, np.int64)
     sims = np.full((faces.num_rows, k), np.nan, np.float32)
@@ -119,9 +99,9 @@ def load_inputs(out: Store) -> CleanInputs:
     return CleanInputs(
         images=images,
         faces=faces,
-        face_image=face_image.to_numpy(zero_copy_only=False).astype(np.int64),
+        face_image=face_image,
         emb=emb,
-        cluster=np.asarray(cluster, np.int64),
+        cluster=cluster.astype(np.int64),
         neighbors=neighbors,
         sims=sims,
     )

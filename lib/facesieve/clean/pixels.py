@@ -7,9 +7,9 @@ grayscale "context patch": the image warped by the face's landmark similarity tr
 64x64 canvas where the face fills the middle 40%, so the patch does not depend on resizing,
 cropping (outside the patch) or where the face sits in the frame. Two patches are compared by
 normalised cross-correlation over the pixels both cover; mirrored copies are caught by also
-comparing with the mirror image's patch. On LFW and CelebA, re-encoded, resized, cropped and
-mirrored copies scored 0.92 and up (5th percentiles 0.95-0.99); different photos of one person
-had a median of 0.34, and the few above 0.92 were burst shots (docs/BENCHMARKS.md).
+comparing with the mirror image's patch. On LFW and CelebA, the re-encoded, resized, cropped and
+mirrored copies found had 5th percentiles of 0.95-0.99; different photos of one person had a
+median of 0.34, and the few above 0.92 were burst shots (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -83,5 +83,8 @@ def correlation(a: Patch, b: Patch) -> float:
 
 
 def same_photo_score(a: tuple[Patch, Patch], b: tuple[Patch, Patch]) -> float:
-    """Best correlation of a's patch with b's patch or with b's mirror patch."""
-    return max(correlation(a[0], b[0]), correlation(a[0], b[1]))
+    """Best correlation of the two patches, or of either with the other's mirror patch.
+
+    Symmetric: the mirror comparisons run both ways because the two warps interpolate
+    differently."""
+    return max(correlation(a[0], b[0]), correlation(a[0], b[1]), correlation(a[1], b[0]))

@@ -132,9 +132,7 @@ def decide(
     shown[subject[subject >= 0]] = True
     dups = find_duplicates(inp, usable & shown, cfg, s3_endpoint, max_pixels)
     for row, keep in dups.exact.items():
-        # the kept byte copy may itself be a near duplicate: point at what is finally kept
-        final = dups.near[keep][0] if keep in dups.near else keep
-        b.add(row, "exact_duplicate", 1.0, duplicate_of=ids[final])
+        b.add(row, "exact_duplicate", 1.0, duplicate_of=ids[keep])
     for row, (keep, score) in dups.near.items():
         b.add(row, "near_duplicate", score, duplicate_of=ids[keep])
     timings["duplicates_s"] = round(time.perf_counter() - t, 3)

@@ -102,6 +102,16 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _global_step(
+    sub: argparse._SubParsersAction, name: str, summary: str, description: str, out_help: str
+) -> argparse.ArgumentParser:
+    """A subcommand that works on an output root only (cluster, clean)."""
+    p = sub.add_parser(name, help=summary, description=description)
+    p.add_argument("out", metavar="OUT", help=out_help)
+    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facesieve",
@@ -185,27 +195,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(p)
     _add_common(p)
 
-    p = sub.add_parser(
+    p = _global_step(
+        sub,
         "cluster",
-        help="identities: HDBSCAN on the index's kNN graph",
-        description="Cluster every indexed face into identities with HDBSCAN built on the kNN "
-        "graph of `facesieve index` (no all-pairs matrix, so a million faces fit one machine). "
-        "Writes OUT/clusters/faces.parquet and identities.parquet (docs/FORMATS.md).",
+        "identities: HDBSCAN on the index's kNN graph",
+        "Cluster every indexed face into identities with HDBSCAN built on the kNN graph of "
+        "`facesieve index` (no all-pairs matrix, so a million faces fit one machine). Writes "
+        "OUT/clusters/faces.parquet and identities.parquet (docs/FORMATS.md).",
+        "output root with an index and kNN graph",
     )
-    p.add_argument("out", metavar="OUT", help="output root with an index and kNN graph")
     _add_cluster(p)
-    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
     _add_common(p)
 
-    p = sub.add_parser(
+    p = _global_step(
+        sub,
         "clean",
-        help="actions, summary and HTML report",
-        description="Apply the cleaning rules (docs/CLEANING.md) to the embeddings, clusters and "
-        "labels of OUT. Writes OUT/report/actions.parquet (+ .csv): one row per input image "
-        "with action keep|drop|relabel|review and its reasons; summary.json; index.html.",
+        "actions, summary and HTML report",
+        "Apply the cleaning rules (docs/CLEANING.md) to the embeddings, clusters and labels of "
+        "OUT. Writes OUT/report/actions.parquet (+ .csv): one row per input image with action "
+        "keep|drop|relabel|review and its reasons; summary.json; index.html.",
+        "output root with clusters",
     )
-    p.add_argument("out", metavar="OUT", help="output root with clusters")
-    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
     _add_common(p)
 
     p = sub.add_parser(

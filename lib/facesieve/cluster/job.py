@@ -9,7 +9,6 @@ the same parameters returns at once.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import time
@@ -18,11 +17,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from facesieve.cluster.graph import load_knn
 from facesieve.cluster.hierarchy import hdbscan_knn
 from facesieve.config import ClusterConfig, Config
+from facesieve.outputs import positions, read_folder
 from facesieve.runner.shard_task import parquet_bytes
 from facesieve.storage import open_store
 from facesieve.storage.base import Store
@@ -66,14 +65,8 @@ class ClusterResult:
 
 def read_face_labels(out: Store) -> pa.Table:
     """face_id, image_id, label of every face (no embeddings), in shard order."""
-    tables = []
-    for info in sorted(out.list("faces/"), key=lambda i: i.key):
-        if info.key.endswith(".parquet"):
-            data = io.BytesIO(out.read_bytes(info.key))
-            tables.append(pq.read_table(data, columns=["face_id", "image_id", "label"]))
-    if not tables:
-        return pa.table({"face_id": [], "image_id": [], "label": []})
-    return pa.concat_tables(tables)
+    columns = ["face_id", "image_id", "label"]
+    return read_folder(out, "faces", columns) or pa.table({c: [] for c in columns})
 
 
 def resolve_mode(cfg: ClusterConfig, labels: pa.ChunkedArray | pa.Array) -> str:
@@ -147,7 +140,7 @@ def run_cluster(out_uri: str, config: Config) -> ClusterResult:
         graph.neighbors, graph.sims, cfg.min_cluster_size, cfg.min_samples, cfg.selection
     )
     # faces are in shard order, the graph in index order: align by face_id
-    order = pc.index_in(graph.face_ids, value_set=faces.column("face_id")).to_numpy()
+    order = positions(graph.face_ids, faces.column("face_id"))
     image_ids = faces.column("image_id").combine_chunks().take(order)
     labels = faces.column("label").combine_chunks().take(order)
     out.write_bytes(

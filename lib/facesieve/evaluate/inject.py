@@ -111,11 +111,17 @@ def build_noisy_copy(sources: list[Path], dest: Path, opts: EvalOptions) -> dict
         near = order[n_move : n_move + n_near]
         exact = order[n_move + n_near : n_move + n_near + n_exact]
         pre = f"{src.name}__" if prefix else ""
-        for i, (label, f) in enumerate(items):
+        # originals first, then the moved images: a moved file must never overwrite (or be
+        # overwritten by) a file of the same name in its new folder
+        for i in sorted(range(n), key=lambda i: i in moved):
+            label, f = items[i]
             target = label
             if i in moved:
                 target = rng.choice([x for x in labels if x != label])
-            rel = f"{pre}{target}/{f.name}"
+            rel, k = f"{pre}{target}/{f.name}", 0
+            while rel in files:
+                k += 1
+                rel = f"{pre}{target}/{f.stem}-{k}{f.suffix}"
             (data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, data_dir / rel)
             files[rel] = {

@@ -12,6 +12,7 @@ import numpy as np
 
 from facesieve.clean.job import read_actions
 from facesieve.config import Config
+from facesieve.errors import ConfigError
 from facesieve.evaluate.inject import EvalOptions, build_noisy_copy
 from facesieve.evaluate.metrics import Scores, bcubed, detection, pairwise
 from facesieve.runner.pipeline import run_pipeline
@@ -131,13 +132,18 @@ def run_eval(
     show_progress: bool | None = None,
 ) -> dict[str, Any]:
     work_dir = Path(work)
+    missing = [src for src in sources if not Path(src).is_dir()]
+    if missing:
+        raise ConfigError(
+            f"not a folder: {', '.join(missing)} (LABELED_DIR is ROOT/<label>/<image>)"
+        )
     started = time.perf_counter()
     if opts.inject:
         truth = build_noisy_copy([Path(s) for s in sources], work_dir, opts)
         data_root = str((work_dir / "data").resolve())
     else:
         if len(sources) != 1:
-            raise ValueError("--no-inject takes exactly one LABELED_DIR")
+            raise ConfigError("--no-inject takes exactly one LABELED_DIR")
         data_root = str(Path(sources[0]).resolve())
         truth = None
     prepared = time.perf_counter() - started

@@ -1,0 +1,48 @@
+"""Reading an output root back: per-shard Parquet folders, and row positions between tables.
+
+The global steps (cluster, clean) read whole folders of ``OUT/images`` or ``OUT/faces``; this is
+the one place that does it, in shard-id order so every reader sees the same row order.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from facesieve.schema import EMBEDDING_DIM
+from facesieve.storage.base import Store
+
+
+def read_folder(
+    out: Store, folder: str, columns: list[str], embeddings: list[np.ndarray] | None = None
+) -> pa.Table | None:
+    """All shards of ``OUT/<folder>`` concatenated; None when there is none.
+
+    With ``embeddings``, the ``embedding`` column is moved out into that list shard by shard (as
+    float32 arrays), so Arrow never holds every embedding at once (2 GB per million faces).
+    """
+    tables = []
+    for info in sorted(out.list(f"{folder}/"), key=lambda i: i.key):
+        if not info.key.endswith(".parquet"):
+            continue
+        table = pq.read_table(io.BytesIO(out.read_bytes(info.key)), columns=columns)
+        if embeddings is not None:
+            flat = table.column("embedding").combine_chunks().flatten().to_numpy()
+            embeddings.append(flat.reshape(-1, EMBEDDING_DIM).astype(np.float32, copy=False))
+            table = table.drop_columns(["embedding"])
+        tables.append(table)
+    return pa.concat_tables(tables) if tables else None
+
+
+def positions(
+    values: pa.Array | pa.ChunkedArray, value_set: pa.Array | pa.ChunkedArray
+) -> np.ndarray:
+    """Row of each value in ``value_set`` (int64), -1 where it is absent."""
+    if isinstance(value_set, pa.ChunkedArray):
+        value_set = value_set.combine_chunks()
+    found = pc.index_in(values, value_set=value_set)
+    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
