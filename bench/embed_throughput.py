@@ -33,7 +33,7 @@ from facesieve.faces.align import align_face
 from facesieve.faces.backends import OrtBackend
 from facesieve.faces.decode import decode_image
 from facesieve.faces.model_pack import ModelPack
-from facesieve.runner.job import run_embed
+from facesieve.runner.pipeline import run_embed
 
 LFW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces" / "labeled" / "lfw"
 
@@ -79,7 +79,11 @@ def facesieve_run(src: Path, out: Path, cfg: Config) -> tuple[float, float, int]
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     result = run_embed(str(src), str(out), cfg, show_progress=False)
-    return time.perf_counter() - start, result.images_per_s, int(result.totals.get("faces", 0))
+    return (
+        time.perf_counter() - start,
+        result.info["throughput"]["images_per_s"],
+        int(result.steps["embed"].totals.get("faces", 0)),
+    )
 
 
 def main() -> int:

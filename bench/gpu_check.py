@@ -30,7 +30,7 @@ from facesieve.faces.backends import TorchBackend
 from facesieve.faces.decode import decode_image
 from facesieve.faces.engine import FaceEngine
 from facesieve.faces.verify import main_face
-from facesieve.runner.job import run_embed
+from facesieve.runner.pipeline import run_embed
 
 
 def parity(files: list[Path], faces_cfg: FaceConfig) -> dict:
@@ -83,10 +83,10 @@ def embed_once(src: Path, out: Path, cfg: Config) -> dict:
     t = time.perf_counter()
     r = run_embed(str(src), str(out), cfg, show_progress=False)
     return {
-        "images": r.totals["images"],
-        "faces": r.totals.get("faces", 0),
+        "images": r.steps["embed"].totals["images"],
+        "faces": r.steps["embed"].totals.get("faces", 0),
         "wall_s": round(time.perf_counter() - t, 2),
-        "in_job_images_per_s": r.images_per_s,
+        "in_job_images_per_s": r.info["throughput"]["images_per_s"],
     }
 
 

@@ -40,8 +40,9 @@ from facesieve.devtools.synthetic import (
     write_embed_output,
 )
 from facesieve.faces.subject import central_faces
-from facesieve.index.build import build_index
+from facesieve.index.manifest import read_manifest
 from facesieve.index.reader import IndexReader
+from facesieve.runner.pipeline import run_command
 from facesieve.storage import LocalStore
 
 NPROBES = (16, 32, 64, 128, 256)
@@ -118,17 +119,18 @@ def lfw_part(lfw_out: Path, memory: str) -> dict:
         .with_overrides("run", runner="local")
     )
     t = time.perf_counter()
-    result = build_index(str(lfw_out), cfg.validate())
+    run_command("index", str(lfw_out), cfg.validate(), stages=("index",), show_progress=False)
     build_s = time.perf_counter() - t
+    manifest = read_manifest(LocalStore(lfw_out))
     reader = IndexReader(LocalStore(lfw_out), cfg.index)
     dense = reader.dense()
     q = dense.emb[np.random.default_rng(0).choice(len(dense.emb), 2000, replace=False)]
     truth_ids = dense.ids[exact_top(dense.emb, q, 10)]
     return {
-        "vectors": result.manifest.total,
-        "factory": result.manifest.factory,
+        "vectors": manifest.total,
+        "factory": manifest.factory,
         "build_s": round(build_s, 1),
-        "bytes_per_vector_on_disk": round(index_bytes(lfw_out) / result.manifest.total, 1),
+        "bytes_per_vector_on_disk": round(index_bytes(lfw_out) / manifest.total, 1),
         "cosine_stats": {k: round(v, 4) for k, v in stats.items()},
         "sweep": sweep(reader, q, truth_ids),
     }, stats
@@ -152,17 +154,18 @@ def synthetic_part(n: int, memory: str, stats: dict, work: Path, af_python: str 
         .validate()
     )
     t = time.perf_counter()
-    result = build_index(str(out), cfg)
+    result = run_command("index", str(out), cfg, stages=("index",), show_progress=False)
     build_s = time.perf_counter() - t
+    manifest = read_manifest(LocalStore(out))
     reader = IndexReader(LocalStore(out), cfg.index)
     dense = reader.dense()
     res = {
         "vectors": n,
         "model": model.__dict__,
         "synthetic_stats": {k: round(v, 4) for k, v in cosine_stats(emb, labels).items()},
-        "factory": result.manifest.factory,
+        "factory": manifest.factory,
         "build_s": round(build_s, 1),
-        "timings": result.manifest.timings,
+        "timings": {name: round(r.seconds, 1) for name, r in result.steps.items()},
         "bytes_per_vector_on_disk": round(index_bytes(out) / n, 1),
         "sweep": sweep(reader, queries, dense.ids[exact_top(dense.emb, queries, 10)]),
     }

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from facesieve.config import Config
 from facesieve.faces.subject import central_faces
-from facesieve.runner.job import run_embed
+from facesieve.runner.pipeline import run_embed
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
 
@@ -110,10 +110,10 @@ def main() -> int:
     same = np.array([s for _, _, s in pairs])
     accs, thresholds = kfold_accuracy(scores, same)
     result = {
-        "images": job.totals.get("images"),
-        "status": job.totals.get("status"),
+        "images": job.steps["embed"].totals.get("images"),
+        "status": job.steps["embed"].totals.get("status"),
         "embed_seconds_this_run": round(embed_s, 1),
-        "images_per_s_this_run": job.images_per_s,
+        "images_per_s_this_run": job.info["throughput"]["images_per_s"],
         "pairs": len(pairs),
         "pairs_missing_a_face": missing,
         "accuracy_mean": round(float(np.mean(accs)), 5),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import yaml
 
 from facesieve.errors import ConfigError
 
-FINGERPRINT_VERSION = 1  # bump when the meaning of an output column changes
+FINGERPRINT_VERSION = 2  # bump when the meaning of an output column changes
+MAX_SHARD_SIZE = 1_000_000  # files per shard: index ids keep 22 bits for a file's slot
 
 
 @dataclass(frozen=True)
@@ -26,19 +28,25 @@ class SourceConfig:
     """How input is listed and cut into shards, and what an acceptable image is."""
 
     layout: str = "auto"  # auto | webdataset | folders | flat
-    shard_size: int = 1000  # images per shard for folder and flat layouts
+    shard_size: int = 1000  # images per new shard for folder and flat layouts
     max_image_bytes: int = 64 * 1024 * 1024  # larger files become status=too_large unread
     max_pixels: int = 40_000_000  # decompression-bomb guard, checked from the header
+    follow_external_links: bool = False  # read symbolic links that lead out of the input root
+    # A run that finds more than this share of the files it knew gone stops before deleting
+    # their outputs (an unmounted volume lists as empty); --accept-removals lets it go on.
+    max_removed_share: float = 0.5
 
     def validate(self) -> None:
         if self.layout not in ("auto", "webdataset", "folders", "flat"):
             raise ConfigError(
                 f"layout must be auto, webdataset, folders or flat, not {self.layout!r}"
             )
-        if self.shard_size < 1:
-            raise ConfigError("shard_size must be at least 1")
+        if not 1 <= self.shard_size <= MAX_SHARD_SIZE:
+            raise ConfigError(f"shard_size must lie in 1..{MAX_SHARD_SIZE}")
         if self.max_pixels < 1 or self.max_image_bytes < 1:
             raise ConfigError("max_pixels and max_image_bytes must be positive")
+        if not 0.0 <= self.max_removed_share <= 1.0:
+            raise ConfigError("max_removed_share must lie in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,12 @@ class RunConfig:
     workers: int = 0  # 0 = one per CPU (CPU) or per GPU slot (GPU)
     threads_per_worker: int = 0  # onnxruntime threads per worker; 0 = CPUs / workers
     gpu_workers_per_device: int = 4  # actors per GPU: the CPU side (decode, align) is the limit
-    retries: int = 2  # extra attempts for a failing shard
+    retries: int = 4  # extra attempts for a unit that failed for a reason that may pass
+    retry_backoff_s: float = 5.0  # wait before the first retry; doubles each time, 60 s at most
+    unit_timeout_s: float = 3600.0  # a unit running longer is stopped and retried
+    start_timeout_s: float = 600.0  # Ray workers that do not start by then: an error, not a hang
+    lease_s: float = 120.0  # the output root's lock expires this long after its last renewal
+    progress_interval_s: float = 30.0  # progress log lines when stderr is not a terminal
     s3_endpoint: str | None = None  # S3-compatible endpoint; AWS_ENDPOINT_URL works too
 
     def validate(self) -> None:
@@ -95,6 +108,9 @@ class RunConfig:
             raise ConfigError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if self.workers < 0 or self.retries < 0 or self.gpu_workers_per_device < 1:
             raise ConfigError("workers and retries must be >= 0, gpu_workers_per_device >= 1")
+        timings = ("retry_backoff_s", "unit_timeout_s", "start_timeout_s", "lease_s")
+        if any(getattr(self, k) <= 0 for k in timings) or self.progress_interval_s <= 0:
+            raise ConfigError(f"run: {', '.join(timings)} and progress_interval_s must be > 0")
 
 
 @dataclass(frozen=True)
@@ -108,14 +124,12 @@ class IndexConfig:
     retrain_factor: float = 4.0  # retrain when vectors grew past this x the count trained on
     candidates: int = 10  # re-rank this many x k approximate candidates (at least 100)
     knn_k: int = 32  # neighbours per face in index/knn.parquet; 0 = no graph
-    knn_batch: int = 20_000  # faces per checkpointed kNN batch
+    merge: bool = False  # also write every index shard into one index file (merged.faiss)
 
     def validate(self) -> None:
-        from facesieve.index.params import parse_memory
-
         parse_memory(self.memory)
-        if self.flat_below < 0 or self.nprobe < 0 or self.knn_k < 0 or self.knn_batch < 1:
-            raise ConfigError("flat_below, nprobe and knn_k must be >= 0, knn_batch >= 1")
+        if self.flat_below < 0 or self.nprobe < 0 or self.knn_k < 0:
+            raise ConfigError("flat_below, nprobe and knn_k must be >= 0")
         if self.retrain_factor <= 1.0 or self.candidates < 1:
             raise ConfigError("retrain_factor must be > 1 and candidates >= 1")
 
@@ -212,7 +226,11 @@ class Config:
         """Hash of everything that changes the rows a shard produces."""
         relevant = {
             "version": FINGERPRINT_VERSION,
-            "source": {k: v for k, v in dataclasses.asdict(self.source).items() if k != "layout"},
+            "source": {
+                k: v
+                for k, v in dataclasses.asdict(self.source).items()
+                if k in ("max_image_bytes", "max_pixels")
+            },
             "faces": {
                 k: v
                 for k, v in dataclasses.asdict(self.faces).items()
@@ -222,6 +240,15 @@ class Config:
         }
         blob = json.dumps(relevant, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def parse_memory(text: str) -> int:
+    """``8G``, ``512M``, ``1.5T`` or a plain number of bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)i?B?\s*", str(text), re.IGNORECASE)
+    if not match:
+        raise ConfigError(f"memory budget {text!r} is not like 8G, 512M or 1000000")
+    scale = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[match.group(2).upper()]
+    return int(float(match.group(1)) * scale)
 
 
 def _check_keys(cls: type, values: dict[str, Any], where: str) -> None:

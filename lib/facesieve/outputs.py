@@ -1,7 +1,8 @@
 """Reading an output root back: per-shard Parquet folders, and row positions between tables.
 
 The global steps (cluster, clean) read whole folders of ``OUT/images`` or ``OUT/faces``; this is
-the one place that does it, in shard-id order so every reader sees the same row order.
+the one place that does it, in shard-id order so every reader sees the same row order. Writing
+Parquet for an atomic put is here too, for every step.
 """
 
 from __future__ import annotations
@@ -15,6 +16,25 @@ import pyarrow.parquet as pq
 
 from facesieve.schema import EMBEDDING_DIM
 from facesieve.storage.base import Store
+
+
+def images_key(shard_id: str) -> str:
+    return f"images/{shard_id}.parquet"
+
+
+def faces_key(shard_id: str) -> str:
+    return f"faces/{shard_id}.parquet"
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """A table as Parquet bytes (zstd), ready for one atomic ``Store.write_bytes``."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def read_parquet(out: Store, key: str, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(io.BytesIO(out.read_bytes(key)), columns=columns)
 
 
 def read_folder(

@@ -26,6 +26,7 @@ def read_outputs(out: Path) -> dict[str, pa.Table]:
 
 
 def marker_stats(out: Path) -> dict[str, dict]:
+    """The embed done-markers' stats, by shard id."""
     return {
         p.stem: json.loads(p.read_text())["stats"] for p in (out / "_done" / "embed").glob("*.json")
     }

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from facesieve.config import Config
-from facesieve.runner.pipeline import PipelineResult, run_pipeline
+from facesieve.runner.pipeline import RunResult, run_pipeline
 from tests.integration.helpers import local_config
 
 ODD_LABEL = '<i>x&"y'  # a folder name that must come out escaped
@@ -43,7 +43,7 @@ def labeled(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run(labeled: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PipelineResult]:
+def run(labeled: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunResult]:
     out = tmp_path_factory.mktemp("cleanout")
     return out, run_pipeline(str(labeled), str(out), local_config(), show_progress=False)
 
@@ -58,7 +58,7 @@ def _rows(out: Path) -> dict[str, dict]:
     return {"/".join(r["uri"].split("/")[-2:]): r for r in rows}
 
 
-def test_every_image_has_one_action_row(run: tuple[Path, PipelineResult], labeled: Path) -> None:
+def test_every_image_has_one_action_row(run: tuple[Path, RunResult], labeled: Path) -> None:
     out, _ = run
     rows = _rows(out)
     files = {"/".join(p.parts[-2:]) for p in labeled.rglob("*") if p.is_file()}
@@ -66,19 +66,19 @@ def test_every_image_has_one_action_row(run: tuple[Path, PipelineResult], labele
     assert {r["action"] for r in rows.values()} <= {"keep", "drop", "relabel", "review"}
 
 
-def test_broken_files_and_missing_faces(run: tuple[Path, PipelineResult]) -> None:
+def test_broken_files_and_missing_faces(run: tuple[Path, RunResult]) -> None:
     rows = _rows(run[0])
     first = _folders(rows)[0]
     for name in ("truncated.jpg", "notes.txt"):
         assert rows[f"{first}/{name}"]["reasons"] == ["decode_error"]
         assert rows[f"{first}/{name}"]["action"] == "drop"
     assert rows[f"{first}/sky.jpg"]["reasons"] == ["no_face"]
-    summary = run[1].clean.summary
+    summary = run[1].info["report"]
     assert summary["status"]["decode_error"] == 1 and summary["status"]["unsupported"] == 1
     assert sum(summary["status"].values()) == summary["images"] == len(rows)
 
 
-def test_duplicates_point_at_the_kept_copy(run: tuple[Path, PipelineResult]) -> None:
+def test_duplicates_point_at_the_kept_copy(run: tuple[Path, RunResult]) -> None:
     rows = _rows(run[0])
     by_id = {r["image_id"]: k for k, r in rows.items()}
     folders = _folders(rows)
@@ -99,7 +99,7 @@ def test_duplicates_point_at_the_kept_copy(run: tuple[Path, PipelineResult]) -> 
 
 
 def test_misfiled_photo_is_mislabeled_with_its_label_suggested(
-    run: tuple[Path, PipelineResult],
+    run: tuple[Path, RunResult],
 ) -> None:
     rows = _rows(run[0])
     folders = _folders(rows)
@@ -114,7 +114,7 @@ def test_misfiled_photo_is_mislabeled_with_its_label_suggested(
     assert flagged == [f"{folders[2]}/5.jpg"]
 
 
-def test_label_level_problems(run: tuple[Path, PipelineResult], labeled: Path) -> None:
+def test_label_level_problems(run: tuple[Path, RunResult], labeled: Path) -> None:
     rows = _rows(run[0])
     folders = sorted(p.name for p in labeled.iterdir() if p.is_dir() and not p.name.startswith("<"))
     merged = next(f for f in folders if any(k.startswith(f"{f}/m") for k in rows))
@@ -127,26 +127,25 @@ def test_label_level_problems(run: tuple[Path, PipelineResult], labeled: Path) -
     assert "zz_same_person" in pair
 
 
-def test_clusters_follow_identities(run: tuple[Path, PipelineResult]) -> None:
+def test_clusters_follow_identities(run: tuple[Path, RunResult]) -> None:
     out, result = run
     ident = pq.read_table(out / "clusters" / "identities.parquet").to_pylist()
-    assert result.cluster.mode == "labeled"
+    assert result.info["cluster"]["mode"] == "labeled"
     assert len(ident) >= 15
     assert np.median([r["purity"] for r in ident]) == 1.0
     faces = pq.read_table(out / "clusters" / "faces.parquet")
-    assert faces.num_rows == result.knn.faces
+    assert faces.num_rows == result.steps["knn"].totals["faces"]
 
 
-def test_second_run_does_no_expensive_work(run: tuple[Path, PipelineResult], labeled: Path) -> None:
+def test_second_run_does_no_expensive_work(run: tuple[Path, RunResult], labeled: Path) -> None:
     out, first = run
     again = run_pipeline(str(labeled), str(out), local_config(), show_progress=False)
-    assert again.embed.shards_processed == 0
-    assert again.index["added"] == 0 and not again.index["retrained"]
-    assert again.knn.up_to_date and again.cluster.up_to_date and again.clean.up_to_date
-    assert again.clean.summary["reasons"] == first.clean.summary["reasons"]
+    assert set(again.steps) == set(first.steps)
+    assert all(r.processed == 0 and r.skipped == r.units for r in again.steps.values())
+    assert again.info["report"]["reasons"] == first.info["report"]["reasons"]
 
 
-def test_report_escapes_data_strings(run: tuple[Path, PipelineResult]) -> None:
+def test_report_escapes_data_strings(run: tuple[Path, RunResult]) -> None:
     page = (run[0] / "report" / "index.html").read_text()
     assert ODD_LABEL not in page
     assert "&lt;i&gt;x&amp;&quot;y" in page
@@ -171,7 +170,7 @@ FLAGS = [
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")
 def test_report_renders_in_headless_chromium(
-    run: tuple[Path, PipelineResult], tmp_path: Path
+    run: tuple[Path, RunResult], tmp_path: Path
 ) -> None:
     page = (run[0] / "report" / "index.html").resolve().as_uri()
     dom = subprocess.run(
@@ -203,10 +202,10 @@ def test_unlabeled_photo_folder(demo_data: Path, tmp_path: Path) -> None:
     """The same photos read as a flat collection: clusters are the identities, no label rules."""
     cfg = local_config().with_overrides("source", layout="flat")
     result = run_pipeline(str(demo_data), str(tmp_path / "out"), cfg, show_progress=False)
-    assert result.cluster is not None and result.cluster.mode == "unlabeled"
+    assert result.info["cluster"]["mode"] == "unlabeled"
     ident = pq.read_table(tmp_path / "out" / "clusters" / "identities.parquet").to_pylist()
     assert len(ident) >= 15 and all(r["majority_label"] is None for r in ident)
-    reasons = result.clean.summary["reasons"]
+    reasons = result.info["report"]["reasons"]
     assert reasons.get("near_duplicate", 0) >= 15  # the demo's augmented copies
     assert reasons.get("exact_duplicate") == 1 and reasons.get("no_face", 0) >= 1
     label_reasons = {
@@ -232,7 +231,7 @@ def test_folder_without_faces_still_gets_a_report(tmp_path: Path) -> None:
     result = run_pipeline(
         str(tmp_path / "in"), str(tmp_path / "out"), local_config(), show_progress=False
     )
-    assert result.cluster is None
+    assert "cluster" not in result.steps and not (tmp_path / "out" / "index").exists()
     rows = pq.read_table(tmp_path / "out" / "report" / "actions.parquet").to_pylist()
     assert sorted(r["reasons"][0] for r in rows) == ["decode_error", "decode_error"]
     assert (tmp_path / "out" / "report" / "index.html").is_file()

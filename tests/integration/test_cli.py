@@ -14,15 +14,16 @@ def test_demo_runs_every_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["demo", "--out", str(tmp_path / "demo"), "--runner", "local", "--json", "-q"]) == 0
     info = json.loads(capsys.readouterr().out)
     files = [p for p in (tmp_path / "demo" / "data").rglob("*") if p.is_file()]
-    embed = info["embed"]
-    assert embed["totals"]["images"] == len(files) >= 100
-    assert embed["totals"]["status"]["decode_error"] == 1
-    assert embed["totals"]["status"]["unsupported"] == 1
-    assert embed["shards"]["total"] >= 3  # small shards so Ray workers share the demo
+    assert info["totals"]["images"] == len(files) >= 100
+    assert info["totals"]["status"]["decode_error"] == 1
+    assert info["totals"]["status"]["unsupported"] == 1
+    assert info["shards"]["total"] >= 3  # small shards so Ray workers share the demo
+    assert set(info["steps"]) == {"embed", "index-train", "index-fill", "knn", "knn-refresh",
+                                  "cluster", "clean"}  # fmt: skip
     out = tmp_path / "demo" / "out"
-    assert (out / "run.json").is_file()
+    assert json.loads((out / "run.json").read_text()) == info
     assert info["cluster"]["clusters"] >= 15
-    reasons = info["clean"]["reasons"]
+    reasons = info["report"]["reasons"]
     for reason in ("decode_error", "no_face", "exact_duplicate", "near_duplicate", "mislabeled"):
         assert reasons.get(reason, 0) >= 1, reason
     assert (out / "report" / "index.html").stat().st_size > 10_000

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from facesieve import schema
-from facesieve.runner.job import run_embed
+from facesieve.runner.pipeline import run_embed
 from tests.conftest import jpeg_bytes
 from tests.integration.helpers import local_config, marker_stats, read_outputs
 
@@ -53,11 +53,11 @@ def test_run_json_and_markers_add_up(embedded) -> None:
     out, result = embedded
     info = json.loads((out / "run.json").read_text())
     stats = marker_stats(out)
-    assert info["shards"]["total"] == len(stats) == result.shards_processed
+    assert info["shards"]["total"] == len(stats) == result.steps["embed"].processed
     assert (
         info["totals"]["images"]
         == sum(s["images"] for s in stats.values())
-        == result.totals["images"]
+        == result.steps["embed"].totals["images"]
     )
     assert info["totals"]["faces"] == sum(s["faces"] for s in stats.values())
     assert sum(info["totals"]["status"].values()) == info["totals"]["images"]
@@ -69,24 +69,35 @@ def test_rerun_skips_done_shards_and_redoes_changed_ones(demo_data: Path, tmp_pa
     shutil.copytree(demo_data, data)
     out = tmp_path / "out"
     cfg = local_config()
-    first = run_embed(str(data), str(out), cfg, show_progress=False)
+    first = run_embed(str(data), str(out), cfg, show_progress=False).steps["embed"]
     before = {p.name: p.stat().st_mtime_ns for p in (out / "faces").iterdir()}
 
-    again = run_embed(str(data), str(out), cfg, show_progress=False)
-    assert again.shards_processed == 0 and again.shards_skipped == first.shards_total
+    again = run_embed(str(data), str(out), cfg, show_progress=False).steps["embed"]
+    assert again.processed == 0 and again.skipped == first.units
     assert again.totals == first.totals
     assert {p.name: p.stat().st_mtime_ns for p in (out / "faces").iterdir()} == before
 
-    # one new image lands in the last shard: only that shard is redone
-    last = sorted(p for p in data.iterdir() if p.is_dir())[-1]
-    (last / "zz_new.jpg").write_bytes((last / "0.jpg").read_bytes())
-    grown = run_embed(str(data), str(out), cfg, show_progress=False)
-    assert grown.shards_processed == 1 and grown.totals["images"] == first.totals["images"] + 1
+    # a new image goes into a new shard; nothing else is redone
+    first_folder = sorted(p for p in data.iterdir() if p.is_dir())[0]
+    (first_folder / "zz_new.jpg").write_bytes((first_folder / "0.jpg").read_bytes())
+    grown = run_embed(str(data), str(out), cfg, show_progress=False).steps["embed"]
+    assert grown.processed == 1 and grown.units == first.units + 1
+    assert grown.totals["images"] == first.totals["images"] + 1
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "faces").iterdir() if p.name in before} \
+        == before  # fmt: skip
+
+    # a deleted image redoes its shard, reusing every other row (nothing is embedded again)
+    (first_folder / "1.jpg").unlink()
+    shrunk = run_embed(str(data), str(out), cfg, show_progress=False).steps["embed"]
+    assert shrunk.processed == 1 and shrunk.totals["images"] == first.totals["images"]
+    (redone,) = [m for m in shrunk.markers.values() if m.finished_at > max(
+        m2.finished_at for m2 in grown.markers.values())]  # fmt: skip
+    assert redone.stats["embedded"] == 0 and redone.stats["reused"] >= 10
 
     # a changed detection threshold changes the fingerprint: everything is redone
     stricter = cfg.with_overrides("faces", det_threshold=0.7)
-    redo = run_embed(str(data), str(out), stricter, show_progress=False)
-    assert redo.shards_processed == redo.shards_total
+    redo = run_embed(str(data), str(out), stricter, show_progress=False).steps["embed"]
+    assert redo.processed == redo.units and redo.totals.get("reused", 0) == 0
     assert redo.totals["faces"] < grown.totals["faces"]
 
 
@@ -118,7 +129,7 @@ def test_every_kind_of_bad_input_becomes_a_row(tmp_path: Path) -> None:
             tar.addfile(info, io.BytesIO(data))
     cfg = local_config().with_overrides("source", max_image_bytes=2_000_000)
     result = run_embed(str(src), str(tmp_path / "out"), cfg, show_progress=False)
-    assert result.exit_code == 0
+    assert result.exit_code == 0 and result.steps["embed"].processed == 1
     rows = {
         r["uri"].split("#", 1)[1]: r for r in pq.read_table(tmp_path / "out" / "images").to_pylist()
     }

@@ -1,7 +1,9 @@
 """The index end to end with real FAISS: build, recall against exact search, stable ids,
-incremental adds, retraining, the kNN graph and its resume, and `facesieve search`."""
+incremental adds, rewrites and retraining, the kNN graph and its refresh (equal to a fresh
+graph on an exact index), and `facesieve search`."""
 
 import json
+import shutil
 from pathlib import Path
 
 import faiss
@@ -12,10 +14,8 @@ import pytest
 from facesieve.cli.main import main
 from facesieve.config import Config
 from facesieve.devtools.synthetic import SphereModel, identities, write_embed_output
-from facesieve.index.build import build_index
-from facesieve.index.knn import KNN_KEY, build_knn, compute_part, knn_key
 from facesieve.index.reader import IndexReader
-from facesieve.runner.job import run_embed
+from facesieve.runner.pipeline import RunResult, run_command, run_embed
 from facesieve.storage import LocalStore
 from tests.integration.helpers import local_config
 
@@ -26,7 +26,11 @@ N, SHARD = 24_000, 4_000
 
 def ivf_config(**index: object) -> Config:
     cfg = Config().with_overrides("run", runner="local")
-    return cfg.with_overrides("index", flat_below=0, knn_batch=5_000, **index).validate()
+    return cfg.with_overrides("index", **{"flat_below": 0, **index}).validate()
+
+
+def index(out: Path, cfg: Config) -> RunResult:
+    return run_command("index", str(out), cfg, stages=("index",), show_progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +42,7 @@ def vectors() -> tuple[np.ndarray, np.ndarray]:
 def built(vectors, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("index") / "out"
     write_embed_output(LocalStore(out), *vectors, shard_size=SHARD)
-    build_index(str(out), ivf_config())
+    index(out, ivf_config(knn_k=0))
     return out
 
 
@@ -58,85 +62,93 @@ def test_ivfpq_recall_against_exact_search(built: Path) -> None:
     np.testing.assert_allclose(sims[:, 0], 1.0, atol=1e-5)  # a query in the index finds itself
 
 
-def test_ids_are_deterministic_across_rebuilds(built: Path, vectors, tmp_path: Path) -> None:
-    again = tmp_path / "again"
-    write_embed_output(LocalStore(again), *vectors, shard_size=SHARD)
-    build_index(str(again), ivf_config())
-    a = IndexReader(LocalStore(built), ivf_config().index).dense()
-    b = IndexReader(LocalStore(again), ivf_config().index).dense()
-    assert dict(zip(a.face_ids.to_pylist(), a.ids.tolist(), strict=True)) == dict(
-        zip(b.face_ids.to_pylist(), b.ids.tolist(), strict=True)
-    )
-
-
-def test_incremental_add_refill_and_retrain(vectors, tmp_path: Path) -> None:
+def test_incremental_add_rewrite_and_retrain(vectors, tmp_path: Path) -> None:
     emb, labels = vectors
     out = tmp_path / "out"
     store = LocalStore(out)
     head = 4 * SHARD
     write_embed_output(store, emb[:head], labels[:head], shard_size=SHARD)
-    first = build_index(str(out), ivf_config())
-    assert first.retrained and len(first.added) == 4 and first.manifest.trained_on == head
+    first = index(out, ivf_config(knn_k=0)).steps
+    assert first["index-train"].processed == 1 and first["index-fill"].processed == 4
+    manifest = json.loads((out / "index" / "manifest.json").read_text())
+    assert manifest["trained_on"] == head
     before = {p: p.stat().st_mtime_ns for p in (out / "index").rglob("shards/*")}
 
     write_embed_output(store, emb[head:], labels[head:], shard_size=SHARD, first_part=4)
-    second = build_index(str(out), ivf_config())
-    assert not second.retrained and len(second.added) == 2 and not second.refilled
-    assert second.manifest.generation == first.manifest.generation and second.manifest.total == N
-    numbers = {e.shard_id: e.number for e in second.manifest.shards.values()}
-    assert sorted(numbers[s] for s in second.added) == [4, 5]  # new shards get new numbers
-    assert all(numbers[s] == e.number for s, e in first.manifest.shards.items())
+    second = index(out, ivf_config(knn_k=0)).steps
+    assert second["index-train"].skipped == 1 and second["index-fill"].processed == 2
+    grown = json.loads((out / "index" / "manifest.json").read_text())
+    assert grown["generation"] == manifest["generation"] and grown["total"] == N
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # old shards untouched
     reader = IndexReader(store, ivf_config().index)
-    new_vec = emb[head + 5 : head + 6]
-    ids, sims = reader.search_ids(new_vec, 1)
+    ids, sims = reader.search_ids(emb[head + 5 : head + 6], 1)
     assert sims[0, 0] > 0.999 and ids[0, 0] >> 32 in (4, 5)
 
-    nothing = build_index(str(out), ivf_config())
-    assert not (nothing.added or nothing.refilled or nothing.removed or nothing.retrained)
+    nothing = index(out, ivf_config(knn_k=0)).steps
+    assert all(r.processed == 0 for r in nothing.values())
 
-    write_embed_output(store, emb[:SHARD], labels[:SHARD], shard_size=SHARD)  # embed redid part 0
-    refilled = build_index(str(out), ivf_config())
-    assert len(refilled.refilled) == 1 and not refilled.added and not refilled.retrained
+    noisy = emb[:SHARD] + np.float32(1e-3)  # embed wrote part 0 again, with other vectors
+    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+    write_embed_output(store, noisy, labels[:SHARD], shard_size=SHARD)
+    rewritten = index(out, ivf_config(knn_k=0)).steps
+    assert rewritten["index-fill"].processed == 1 and rewritten["index-train"].processed == 0
 
-    grown = build_index(str(out), ivf_config(retrain_factor=1.2))  # 24k > 1.2 x 16k trained on
-    assert grown.retrained and grown.manifest.generation != first.manifest.generation
-    assert grown.manifest.trained_on == N
-    old = out / "index" / f"gen-{first.manifest.generation}"
-    assert not [p for p in old.rglob("*") if p.is_file()]  # the old generation is deleted
+    retrained = index(out, ivf_config(knn_k=0, retrain_factor=1.2)).steps  # 24k > 1.2 x 16k
+    assert retrained["index-train"].processed == 1 and retrained["index-fill"].processed == 6
+    latest = json.loads((out / "index" / "manifest.json").read_text())
+    assert latest["generation"] != manifest["generation"] and latest["trained_on"] == N
+    old = out / "index" / f"gen-{manifest['generation']}"
+    assert not old.exists() or not [p for p in old.rglob("*") if p.is_file()]
+    reader = IndexReader(store, ivf_config().index)
+    ids, _ = reader.search_ids(emb[head + 5 : head + 6], 1)
+    assert ids[0, 0] >> 32 in (4, 5)  # ids survive retraining
 
 
-def test_knn_graph_is_exact_and_resumes(built: Path) -> None:
-    store = LocalStore(built)
-    cfg = ivf_config(knn_k=8).index
-    reader = IndexReader(store, cfg)
-    dense = reader.dense()
-    key = knn_key(reader, 8)
-    # a run killed after two parts: those parts exist, nothing else does
-    for b in range(2):
-        part = compute_part(reader, dense, b * 5_000, (b + 1) * 5_000, 8)
-        from facesieve.runner.shard_task import parquet_bytes
+def _graph(out: Path) -> dict[str, tuple[tuple[int, ...], tuple[float, ...]]]:
+    """face_id -> (neighbour face ids as ranks, sims): comparable across output roots."""
+    table = pq.read_table(out / "index" / "knn")
+    id_to_face = dict(zip(table.column("id").to_pylist(), table.column("face_id").to_pylist(),
+                          strict=True))  # fmt: skip
+    rows = {}
+    for r in table.to_pylist():
+        nb = tuple(id_to_face.get(i, "?") for i in r["neighbor_ids"] if i >= 0)
+        rows[r["face_id"]] = (nb, tuple(round(s, 6) for s in r["neighbor_sims"] if s == s))
+    return rows
 
-        store.write_bytes(f"index/knn-parts/{key}/part-{b:05d}.parquet", parquet_bytes(part))
-    resumed = build_knn(store, cfg, reader)
-    assert resumed.parts_reused == 2 and resumed.parts_total == 5
-    graph = pq.read_table(built / KNN_KEY)
-    assert graph.num_rows == N
-    again = build_knn(store, cfg, reader)
-    assert again.up_to_date
-    (built / "index" / "knn.json").unlink()
-    fresh = build_knn(store, cfg, reader)
-    assert fresh.parts_reused == 0
-    assert pq.read_table(built / KNN_KEY).equals(graph)
 
-    ids = np.stack(graph.column("neighbor_ids").to_numpy(zero_copy_only=False))
-    sims = np.stack(graph.column("neighbor_sims").to_numpy(zero_copy_only=False))
-    own = graph.column("id").to_numpy()
-    assert not (ids == own[:, None]).any()  # a face is not its own neighbour
-    assert (np.diff(sims, axis=1) <= 1e-6).all()
-    rows = np.random.default_rng(2).choice(N, 50, replace=False)  # similarities are exact
-    got = np.einsum("nd,nkd->nk", dense.emb[rows], dense.emb[dense.positions(ids[rows])])
-    np.testing.assert_allclose(got, sims[rows], atol=1e-5)
+@pytest.mark.parametrize("flat", [True, False], ids=["exact", "ivf"])
+def test_knn_refresh_matches_a_fresh_graph(vectors, tmp_path: Path, flat: bool) -> None:
+    emb, labels = vectors
+    n = 6_000
+    cfg = ivf_config(knn_k=8, flat_below=10**6 if flat else 0)
+    out, fresh = tmp_path / "nightly", tmp_path / "fresh"
+    write_embed_output(LocalStore(out), emb[:n], labels[:n], shard_size=1_000)
+    index(out, cfg)
+    # a night later: one shard gone (as embed leaves it: no marker, no outputs), two new ones
+    gone = sorted((out / "_done" / "embed").iterdir())[0]
+    for path in (
+        gone,
+        out / "faces" / f"{gone.stem}.parquet",
+        out / "images" / f"{gone.stem}.parquet",
+    ):
+        path.unlink()
+    write_embed_output(LocalStore(out), emb[n : n + 2_000], labels[n : n + 2_000], 1_000, 6)
+    steps = index(out, cfg).steps
+    assert steps["knn"].processed == 2 and steps["knn-refresh"].processed == 1
+    assert steps["knn-refresh"].totals["rows_refreshed"] > 0
+    assert steps["index-fill"].removed == 1 and steps["knn"].removed == 1
+
+    for folder in ("faces", "images", "_done/embed"):  # the same faces, in an empty output root
+        shutil.copytree(out / folder, fresh / folder)
+    index(fresh, cfg)
+    a, b = _graph(out), _graph(fresh)
+    assert a.keys() == b.keys() and len(a) == n - 1_000 + 2_000
+    same = np.mean([a[f] == b[f] for f in a])
+    if flat:
+        assert same == 1.0  # exact index: the refreshed graph is the fresh graph
+    else:  # IVF: both are approximate; same-identity neighbours agree almost everywhere
+        overlap = np.mean([len(set(a[f][0]) & set(b[f][0])) / max(len(b[f][0]), 1) for f in a])
+        assert overlap >= 0.97, overlap
 
 
 def test_search_cli_on_the_demo_data(
@@ -146,7 +158,8 @@ def test_search_cli_on_the_demo_data(
     run_embed(str(demo_data), str(out), local_config(), show_progress=False)
     assert main(["index", str(out), "--runner", "local", "--json", "-q"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["factory"] == "IDMap2,Flat" and info["knn"]["faces"] == info["vectors"] > 100
+    assert info["steps"]["knn"]["totals"]["faces"] == info["steps"]["index-fill"]["totals"][
+        "vectors"] > 100  # fmt: skip
     query = demo_data / "players_03" / "2.jpg"
     assert main(["search", str(out), str(query), "-k", "4", "--device", "cpu", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -156,14 +169,13 @@ def test_search_cli_on_the_demo_data(
 
 
 def test_merged_index_file_searches_like_the_shards(built: Path, vectors) -> None:
-    from facesieve.index.build import merge_shards
-
-    cfg = ivf_config()
+    cfg = ivf_config(knn_k=0)
     queries = vectors[0][:50]
     by_shards = IndexReader(LocalStore(built), cfg.index).search_ids(queries, 10)
-    manifest = merge_shards(str(built), cfg)
-    assert manifest.merged and manifest.merged["count"] == N
-    assert (built / manifest.merged["file"]).is_file()
+    index(built, cfg.with_overrides("index", merge=True))
+    manifest = json.loads((built / "index" / "manifest.json").read_text())
+    assert manifest["merged"] and manifest["merged"]["count"] == N
+    assert (built / manifest["merged"]["file"]).is_file()
     reader = IndexReader(LocalStore(built), cfg.index)
     assert reader.index.ntotal == N
     merged = reader.search_ids(queries, 10)

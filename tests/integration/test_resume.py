@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from facesieve.runner.job import run_embed
+from facesieve.runner.pipeline import run_embed
 from tests.integration.helpers import assert_same_outputs, local_config
 
 pytestmark = pytest.mark.integration

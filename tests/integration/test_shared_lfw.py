@@ -9,7 +9,7 @@ import pytest
 
 from facesieve.faces.subject import central_faces
 from facesieve.faces.verify import DEFAULT_THRESHOLD
-from facesieve.runner.job import run_embed
+from facesieve.runner.pipeline import run_embed
 from tests.integration.helpers import local_config
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,8 @@ def test_lfw_pairs_are_told_apart(shared_faces: Path, tmp_path: Path) -> None:
                 dest.write_bytes((shared_faces / "labeled" / "lfw" / rel).read_bytes())
     out = tmp_path / "out"
     result = run_embed(str(src), str(out), local_config(), show_progress=False)
-    assert result.totals["status"] == {"ok": result.totals["images"]}
+    totals = result.steps["embed"].totals
+    assert totals["status"] == {"ok": totals["images"]}
     images = pq.read_table(out / "images")
     faces = pq.read_table(out / "faces")
     uris = dict(zip(*(images.column(c).to_pylist() for c in ("image_id", "uri")), strict=True))

@@ -3,9 +3,10 @@ import math
 import numpy as np
 import pytest
 
+from facesieve.config import parse_memory
 from facesieve.errors import ConfigError
-from facesieve.index.manifest import make_ids, split_ids
-from facesieve.index.params import choose_params, parse_memory
+from facesieve.index.params import choose_params
+from facesieve.schema import MAX_FACES_PER_IMAGE, MAX_SLOTS, index_id, shard_number_of
 
 
 @pytest.mark.parametrize(
@@ -61,8 +62,11 @@ def test_factory_string_overrides_the_rule() -> None:
     assert (p.factory, p.nlist, p.nprobe, p.opq) == ("OPQ16,IVF1024,PQ16", 1024, 7, True)
 
 
-def test_ids_round_trip_and_never_collide_across_shards() -> None:
-    a, b = make_ids(0, 5), make_ids(7, 5)
-    assert not set(a.tolist()) & set(b.tolist())
-    numbers, rows = split_ids(np.concatenate([a, b]))
-    assert numbers.tolist() == [0] * 5 + [7] * 5 and rows.tolist() == list(range(5)) * 2
+def test_index_ids_are_unique_per_shard_slot_and_face() -> None:
+    ids = [index_id(n, slot, f) for n in (0, 7, 2**30) for slot in (0, 1, MAX_SLOTS - 1)
+           for f in (0, 3, MAX_FACES_PER_IMAGE - 1)]  # fmt: skip
+    assert len(set(ids)) == len(ids) and min(ids) >= 0
+    assert shard_number_of(np.array(ids)).tolist() == [n for n in (0, 7, 2**30) for _ in range(9)]
+    for bad in ((0, MAX_SLOTS, 0), (0, 0, MAX_FACES_PER_IMAGE), (0, -1, 0)):
+        with pytest.raises(ValueError):
+            index_id(*bad)

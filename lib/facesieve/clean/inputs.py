@@ -1,23 +1,26 @@
 """Everything the cleaning rules read, loaded once and aligned to one face order.
 
 Images and faces come from the embed output, clusters from ``OUT/clusters`` and neighbours from
-the index's kNN graph (turned from index order into face-row order here, so every rule indexes
-one set of arrays). Memory: about 2.2 KB per face (the embedding dominates), 2.2 GB at 1M faces.
+the index's kNN graph (turned from graph order into face-row order here, so every rule indexes
+one set of arrays). Images are sorted by image id and faces by face id, and clusters are
+numbered by their smallest face id for the rules: nothing the rules see depends on how files
+were grouped into shards or on the history of cluster ids, so a nightly run and a fresh run on
+the same input decide the same. Memory: about 2.2 KB per face (the embedding dominates), 2.2 GB
+at 1M faces.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
-from facesieve.cluster.graph import load_knn
+from facesieve.cluster.graph import load_graph
 from facesieve.cluster.job import FACES_KEY
 from facesieve.errors import ConfigError
-from facesieve.outputs import positions, read_folder
+from facesieve.outputs import positions, read_folder, read_parquet
 from facesieve.schema import EMBEDDING_DIM, FACES
 from facesieve.storage.base import Store
 
@@ -51,7 +54,8 @@ class CleanInputs:
     faces: pa.Table  # FACE_COLUMNS without the embedding
     face_image: np.ndarray  # (F,) row in ``images`` of each face
     emb: np.ndarray  # (F, 512) float32, L2-normalised
-    cluster: np.ndarray  # (F,) int64, -1 = noise
+    cluster: np.ndarray  # (F,) int64 canonical cluster number (by smallest face id), -1 = noise
+    cluster_ids: np.ndarray  # (F,) int64 the cluster's stable id (clusters/faces.parquet)
     neighbors: np.ndarray  # (F, K) int64 face rows, -1 = none
     sims: np.ndarray  # (F, K) float32 cosines, NaN = none
 
@@ -60,10 +64,12 @@ class CleanInputs:
         return self.images.num_rows
 
 
-def load_inputs(out: Store) -> CleanInputs:
+def load_inputs(out: Store, graph_shards: list[str]) -> CleanInputs:
+    """Everything the rules read; ``graph_shards`` are the faces shards in the kNN graph."""
     images = read_folder(out, "images", IMAGE_COLUMNS)
     if images is None:
         raise ConfigError(f"no images under {out.root_uri}: run `facesieve embed` first")
+    images = images.take(pc.sort_indices(images, [("image_id", "ascending")]))
     chunks: list[np.ndarray] = []
     faces = read_folder(out, "faces", FACE_COLUMNS, chunks)
     if faces is None or faces.num_rows == 0:
@@ -74,19 +80,22 @@ def load_inputs(out: Store) -> CleanInputs:
             empty,
             np.zeros((0, EMBEDDING_DIM), np.float32),
             empty,
+            empty,
             np.zeros((0, 1), np.int64),
             np.zeros((0, 1), np.float32),
         )
     if not out.exists(FACES_KEY):
         raise ConfigError(f"no clusters under {out.root_uri}: run `facesieve cluster` first")
-    emb = np.concatenate(chunks)
+    order = pc.sort_indices(faces, [("face_id", "ascending")])
+    faces = faces.take(order)
+    emb = np.concatenate(chunks)[order.to_numpy()]
     del chunks
     face_ids = faces.column("face_id").combine_chunks()
     face_image = positions(faces.column("image_id"), images.column("image_id"))
-    clusters = pq.read_table(io.BytesIO(out.read_bytes(FACES_KEY)))
+    clusters = read_parquet(out, FACES_KEY)
     at = positions(face_ids, clusters.column("face_id"))
-    cluster = np.where(at >= 0, clusters.column("cluster_id").to_numpy()[np.maximum(at, 0)], -1)
-    graph = load_knn(out)
+    stable = np.where(at >= 0, clusters.column("cluster_id").to_numpy()[np.maximum(at, 0)], -1)
+    graph = load_graph(out, graph_shards)
     # graph rows are in index order: map them (and their neighbour positions) to face rows
     g2f = positions(graph.face_ids, face_ids)
     k = graph.neighbors.shape[1]
@@ -101,7 +110,22 @@ def load_inputs(out: Store) -> CleanInputs:
         faces=faces,
         face_image=face_image,
         emb=emb,
-        cluster=cluster.astype(np.int64),
+        cluster=canonical_clusters(stable),
+        cluster_ids=stable.astype(np.int64),
         neighbors=neighbors,
         sims=sims,
     )
+
+
+def canonical_clusters(stable: np.ndarray) -> np.ndarray:
+    """Cluster numbers 0..C-1 in the order of each cluster's first face (faces sorted by face
+    id): the same for a nightly and a fresh run, whatever ids the clusters carry."""
+    out = np.full(len(stable), -1, np.int64)
+    ok = stable >= 0
+    if not ok.any():
+        return out
+    values, first = np.unique(stable[ok], return_index=True)
+    rank = np.empty(len(values), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(values))
+    out[ok] = rank[np.searchsorted(values, stable[ok])]
+    return out

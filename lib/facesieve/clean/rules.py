@@ -137,7 +137,7 @@ def decide(
         b.add(row, "near_duplicate", score, duplicate_of=ids[keep])
     timings["duplicates_s"] = round(time.perf_counter() - t, 3)
 
-    cluster_ids = [int(inp.cluster[s]) if s >= 0 else None for s in subject.tolist()]
+    cluster_ids = [int(inp.cluster_ids[s]) if s >= 0 else None for s in subject.tolist()]
     actions = b.table(img, cluster_ids)
     timings["rules_s"] = round(time.perf_counter() - t0, 3)
     return Decision(actions, subject, names, image_label, identities, dups, b.scores, timings)

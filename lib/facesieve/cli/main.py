@@ -24,10 +24,10 @@ log = logging.getLogger("facesieve")
 
 # Which flags override which config section (flags a subcommand lacks are simply absent).
 _OVERRIDES = {
-    "source": ("layout", "shard_size"),
+    "source": ("layout", "shard_size", "follow_external_links"),
     "faces": ("detector", "recognizer", "det_size", "flip", "aligned"),
     "run": ("runner", "ray_address", "device", "workers", "retries", "s3_endpoint"),
-    "index": ("memory", "factory", "nprobe", "knn_k"),
+    "index": ("memory", "factory", "nprobe", "knn_k", "merge"),
     "cluster": ("min_cluster_size", "min_samples", "mode"),
 }
 
@@ -54,27 +54,59 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
     sys.stdout.write((json.dumps(data, indent=2) if args.json else text) + "\n")
 
 
-def cmd_embed(args: argparse.Namespace) -> int:
-    from facesieve.runner.job import run_embed
+def _stages(args: argparse.Namespace, command: str, stages: tuple[str, ...]) -> int:
+    from facesieve.runner.pipeline import run_command
 
-    result = run_embed(
-        args.input, args.out, _config(args), show_progress=False if args.quiet else None
+    result = run_command(
+        command,
+        args.out,
+        _config(args),
+        getattr(args, "input", None),
+        stages,
+        show_progress=False if args.quiet else None,
+        accept_removals=getattr(args, "accept_removals", False),
     )
-    _emit(args, result.run_info, _embed_text(result.run_info))
+    _emit(args, result.to_dict(), run_text(result.to_dict()))
     return result.exit_code
 
 
-def _embed_text(info: dict[str, Any]) -> str:
-    t, s, speed = info["totals"], info["shards"], info["throughput"]
-    lines = [
-        f"shards: {s['total']} total, {s['processed']} processed, {s['skipped']} already done, "
-        f"{len(s['failed'])} failed",
-        f"images: {t.get('images', 0)}  faces: {t.get('faces', 0)}  status: {t.get('status', {})}",
-        f"throughput: {speed['images_per_s']} images/s over {speed['images']} new images",
-        f"output: {info['output']}",
-    ]
-    lines += [f"FAILED {f['uri']}: {f['error']}" for f in s["failed"]]
+def run_text(info: dict[str, Any]) -> str:
+    """What a command did, for people: one line per stage, then failures and where to look."""
+    lines = []
+    steps = info.get("steps", {})
+    if led := info.get("ledger"):
+        lines.append(
+            f"input: {led['files_added']} files added, {led['files_changed']} changed, "
+            f"{led['files_removed']} removed since the last run"
+        )
+    if "shards" in info:
+        s, t, speed = info["shards"], info["totals"], info["throughput"]
+        lines.append(
+            f"embed: {s['total']} shards, {s['processed']} processed, {s['skipped']} already "
+            f"done, {len(s['failed'])} failed; images {t.get('images', 0)}, faces "
+            f"{t.get('faces', 0)}, status {t.get('status', {})}; {speed['images']} images "
+            f"embedded at {speed['images_per_s']}/s"
+        )
+    for name in ("index-fill", "knn", "knn-refresh"):
+        if name in steps:
+            r = steps[name]
+            lines.append(f"{name}: {r['units']} units, {r['processed']} run, {r['skipped']} done")
+    if c := info.get("cluster"):
+        ids = ", ".join(f"{k} {v}" for k, v in c.get("ids", {}).items())
+        lines.append(
+            f"clusters: {c['clusters']} identities, {c['noise']} unclustered faces ({c['mode']}); "
+            f"ids: {ids}"
+        )
+    if rep := info.get("report"):
+        lines.append(_clean_text(rep, info["output"].rstrip("/")))
+    if info.get("stopped"):
+        lines.append(f"STOPPED: {info['stopped']}")
+    lines += [f"FAILED {f['step']} {f['label']}: {f['error']}" for f in info.get("failed", [])]
     return "\n".join(lines)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    return _stages(args, "embed", ("embed",))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -119,70 +151,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
         config = config.with_overrides("source", shard_size=32)
     progress = False if args.quiet else None
     result = run_pipeline(str(data_dir), str(root / "out"), config, show_progress=progress)
-    text = f"demo data: {data_dir}\n" + _run_text(result.to_dict())
+    text = f"demo data: {data_dir}\n" + run_text(result.to_dict())
     _emit(args, result.to_dict(), text)
     return result.exit_code
-
-
-def _run_text(info: dict[str, Any]) -> str:
-    c, clean = info["cluster"], info["clean"]
-    out = info["embed"]["output"].rstrip("/")
-    lines = [_embed_text(info["embed"])]
-    if c is None:
-        lines.append("no face found in any image: nothing to index or cluster")
-    else:
-        lines += [
-            f"index: {info['index']['factory']}, {info['index']['vectors']} vectors "
-            f"({info['index']['added']} shards added)",
-            f"clusters: {c['clusters']} identities, {c['noise']} unclustered faces ({c['mode']})"
-            + (" (up to date)" if c["up_to_date"] else ""),
-        ]
-    lines.append(_clean_text(clean, out))
-    return "\n".join(lines)
 
 
 def _clean_text(summary: dict[str, Any], out: str) -> str:
     acts = ", ".join(f"{k} {v}" for k, v in summary["actions"].items())
     reasons = ", ".join(f"{k} {v}" for k, v in summary["reasons"].items()) or "none"
+    changes = ", ".join(f"{k} {v}" for k, v in summary.get("changes", {}).items())
     return (
-        f"actions: {acts}\nreasons: {reasons}"
-        + (" (up to date)" if summary.get("up_to_date") else "")
-        + f"\nreport: {out}/report/index.html\nactions: {out}/report/actions.parquet"
+        f"actions: {acts}\nreasons: {reasons}\nsince the last report: {changes}"
+        f"\nreport: {out}/report/index.html\nactions: {out}/report/actions.parquet"
     )
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from facesieve.cluster.job import run_cluster
-
-    r = run_cluster(args.out, _config(args))
-    text = (
-        f"{r.faces} faces -> {r.clusters} identities, {r.noise} unclustered ({r.mode} mode)"
-        f" in {r.seconds:.1f}s" + (" (up to date)" if r.up_to_date else "")
-    )
-    _emit(args, asdict(r), text)
-    return 0
+    return _stages(args, "cluster", ("cluster",))
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from facesieve.clean.job import run_clean
-
-    r = run_clean(args.out, _config(args))
-    _emit(
-        args,
-        {"up_to_date": r.up_to_date, **r.summary},
-        _clean_text({**r.summary, "up_to_date": r.up_to_date}, args.out.rstrip("/")),
-    )
-    return 0
+    return _stages(args, "clean", ("clean",))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from facesieve.runner.pipeline import run_pipeline
-
-    result = run_pipeline(
-        args.input, args.out, _config(args), show_progress=False if args.quiet else None
-    )
-    _emit(args, result.to_dict(), _run_text(result.to_dict()))
-    return result.exit_code
+    return _stages(args, "run", ("embed", "index", "cluster", "clean"))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -206,41 +199,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from facesieve.index.build import build_index, merge_shards
-    from facesieve.index.knn import build_knn
-    from facesieve.storage import open_store
-
-    cfg = _config(args)
-    result = build_index(args.out, cfg)
-    manifest = merge_shards(args.out, cfg) if args.merge else result.manifest
-    knn = None
-    if cfg.index.knn_k:
-        knn = build_knn(open_store(args.out, cfg.run.s3_endpoint), cfg.index)
-    info = {
-        "factory": manifest.factory,
-        "vectors": manifest.total,
-        "shards": len(manifest.shards),
-        "bytes_per_vector": manifest.params.get("bytes_per_vector"),
-        "retrained": result.retrained,
-        "added": len(result.added),
-        "refilled": len(result.refilled),
-        "removed": len(result.removed),
-        "merged": manifest.merged,
-        "timings": manifest.timings,
-        "knn": asdict(knn) if knn else None,
-        "manifest": f"{args.out.rstrip('/')}/index/manifest.json",
-    }
-    text = (
-        f"index {manifest.factory}: {manifest.total} vectors in {len(manifest.shards)} shards "
-        f"({'retrained' if result.retrained else 'extended'}: {len(result.added)} added, "
-        f"{len(result.refilled)} refilled, {len(result.removed)} removed) in {result.seconds:.1f}s"
-    )
-    if knn:
-        text += f"\nkNN graph: {knn.faces} faces x {knn.k} neighbours" + (
-            " (up to date)" if knn.up_to_date else ""
-        )
-    _emit(args, info, text)
-    return 0
+    return _stages(args, "index", ("index",))
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -72,12 +72,32 @@ def _add_job(p: argparse.ArgumentParser) -> None:
         "--ray-address", metavar="ADDR", help="join a Ray cluster (default: start a local runtime)"
     )
     g.add_argument(
-        "--workers", type=int, metavar="N", help="worker actors (default: one per CPU, two per GPU)"
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker actors (default: one per CPU, or run.gpu_workers_per_device per GPU)",
     )
     g.add_argument(
-        "--retries", type=int, metavar="N", help="extra attempts for a failing shard (default 2)"
+        "--retries",
+        type=int,
+        metavar="N",
+        help="extra attempts for a unit that failed for a passing reason, with backoff "
+        "(5, 10, 20, 40 s...; default 4)",
     )
     g.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    g.add_argument(
+        "--accept-removals",
+        action="store_true",
+        help="go on when more than source.max_removed_share (half) of the files known from the "
+        "last run are gone (without it the run stops before deleting their outputs)",
+    )
+    g.add_argument(
+        "--follow-external-links",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read symbolic links that lead out of the input root (default: refuse them, each "
+        "becomes an 'unsupported' row)",
+    )
 
 
 def _add_cluster(p: argparse.ArgumentParser) -> None:
@@ -108,8 +128,15 @@ def _global_step(
     """A subcommand that works on an output root only (cluster, clean)."""
     p = sub.add_parser(name, help=summary, description=description)
     p.add_argument("out", metavar="OUT", help=out_help)
-    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    _add_runner(p)
     return p
+
+
+def _add_runner(p: argparse.ArgumentParser) -> None:
+    """Where the units of an OUT-only command run."""
+    p.add_argument("--runner", choices=["ray", "local"], help="ray (default) or local in-process")
+    p.add_argument("--ray-address", metavar="ADDR", help="join a Ray cluster")
+    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,9 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
         "index",
         help="IVF-PQ index over OUT/faces and the kNN graph",
         description="Build or extend the FAISS index over OUT/faces (parameters from the number of "
-        "vectors and --memory; see docs/INDEX.md), then write the kNN graph OUT/index/knn.parquet. "
-        "Only new or changed faces shards are added; the index is retrained when the data has "
-        "grown past index.retrain_factor.",
+        "vectors and --memory; see docs/INDEX.md), then the kNN graph under OUT/index/knn/. "
+        "Only new or changed faces shards are encoded and searched, and the graph rows of other "
+        "faces are refreshed; the index is retrained when the data has grown past "
+        "index.retrain_factor.",
     )
     p.add_argument("out", metavar="OUT", help="output root of `facesieve embed`")
     p.add_argument("--memory", metavar="SIZE", help="index memory budget, e.g. 8G (default 8G)")
@@ -174,10 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--knn-k", type=int, metavar="K", help="neighbours per face in the kNN graph (0: none)"
     )
-    p.add_argument("--merge", action="store_true", help="also write all shards as one index file")
-    p.add_argument("--runner", choices=["ray", "local"], help="ray (default) or local in-process")
-    p.add_argument("--ray-address", metavar="ADDR", help="join a Ray cluster")
-    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        default=None,
+        help="also write all shards as one index file",
+    )
+    _add_runner(p)
     _add_common(p)
 
     p = sub.add_parser(

@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 
 from facesieve import schema
-from facesieve.runner.markers import Marker, write_marker
-from facesieve.runner.shard_task import parquet_bytes
+from facesieve.outputs import faces_key, images_key, parquet_bytes
 from facesieve.schema import EMBEDDING_DIM
 from facesieve.storage.base import Store
+from facesieve.work import Marker, digest, write_marker
 
 DIM = EMBEDDING_DIM
 
@@ -130,7 +130,9 @@ def write_embed_output(
 ) -> list[str]:
     """Write ``faces/`` and ``images/`` shards and embed markers as `facesieve embed` would.
 
-    Shards are numbered from ``first_part``, so later calls can add shards beside earlier ones.
+    Shards are numbered from ``first_part``, so later calls can add shards beside earlier ones;
+    the shard number is also the high bits of the faces' index ids, as the ledger would give.
+    Writing a part again with other vectors changes its marker's digest, like a rewritten shard.
     """
     shard_ids = []
     offset = first_part * shard_size
@@ -147,19 +149,23 @@ def write_embed_output(
             "face_px": np.full(n, 100, np.float32), "sharpness": np.full(n, 100, np.float32),
             "yaw": np.zeros(n, np.float32), "embedding": _fixed(emb[begin : begin + n]),
             "model": ["synthetic"] * n,
+            "index_id": [schema.index_id(part, slot, 0) for slot in range(n)],
         }  # fmt: skip
         images = {
             "image_id": image_ids, "shard_id": [shard_id] * n,
             "uri": [f"synthetic://{i}.jpg" for i in range(start, stop)], "label": label,
             "width": np.full(n, 112, np.int32), "height": np.full(n, 112, np.int32),
             "bytes": np.zeros(n, np.int64), "sha256": [None] * n, "status": ["ok"] * n,
-            "error": [None] * n, "n_faces": np.ones(n, np.int32),
+            "error": [None] * n, "n_faces": np.ones(n, np.int32), "source_tag": ["0"] * n,
         }  # fmt: skip
-        out.write_bytes(f"faces/{shard_id}.parquet", parquet_bytes(_table(schema.FACES, faces)))
-        out.write_bytes(f"images/{shard_id}.parquet", parquet_bytes(_table(schema.IMAGES, images)))
+        keys = [faces_key(shard_id), images_key(shard_id)]
+        out.write_bytes(keys[0], parquet_bytes(_table(schema.FACES, faces)))
+        out.write_bytes(keys[1], parquet_bytes(_table(schema.IMAGES, images)))
         stats = {"images": n, "faces": n, "bytes": 0, "status": {"ok": n}, "seconds": 0.0}
         uri = f"synthetic://part-{part}"
-        write_marker(out, Marker("embed", shard_id, uri, "synthetic", shard_id, stats))
+        meta = {"fingerprint": "synthetic", "number": part}
+        d = digest("synthetic", part, float(emb[begin : begin + n].sum()), n)
+        write_marker(out, Marker("embed", shard_id, uri, d, stats, keys, meta))
         shard_ids.append(shard_id)
     return shard_ids
 

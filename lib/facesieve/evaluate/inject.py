@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from facesieve.faces.decode import IMAGE_EXTENSIONS
+from facesieve.schema import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 TRUTH = "truth.json"

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from facesieve.clean.job import read_actions
 from facesieve.config import Config
 from facesieve.errors import ConfigError
 from facesieve.evaluate.inject import EvalOptions, build_noisy_copy
 from facesieve.evaluate.metrics import Scores, bcubed, detection, pairwise
+from facesieve.report.step import read_actions
 from facesieve.runner.pipeline import run_pipeline
 from facesieve.storage import open_store
 
@@ -152,7 +152,7 @@ def run_eval(
     if truth is not None:
         report = score(truth, rows, data_root)
     else:
-        report = {"images": len(rows), "reasons": result.clean.summary["reasons"]}
+        report = {"images": len(rows), "reasons": result.info["report"]["reasons"]}
         labeled = [r for r in rows if r["cluster_id"] is not None and r["label"] is not None]
         if labeled:
             true = np.array([r["label"] for r in labeled])
@@ -162,7 +162,8 @@ def run_eval(
                 "pairwise": pairwise(true, got).__dict__,
             }
     report["timings"] = {"prepare_s": round(prepared, 1), "pipeline_s": round(result.seconds, 1)}
-    report["cluster"] = {"clusters": result.cluster.clusters, "noise": result.cluster.noise}
+    cluster = result.info.get("cluster") or {"clusters": 0, "noise": 0}
+    report["cluster"] = {"clusters": cluster["clusters"], "noise": cluster["noise"]}
     report["report"] = str(work_dir / "out" / "report" / "index.html")
     (work_dir / "eval.json").write_text(json.dumps(report, indent=1))
     return report

@@ -16,10 +16,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facesieve import schema
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".pnm"}
-)
-
 Image.MAX_IMAGE_PIXELS = None  # we apply our own, configurable limit before decoding
 
 

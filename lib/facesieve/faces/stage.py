@@ -1,6 +1,12 @@
-"""The embed stage: one shard of images in, ``images`` and ``faces`` tables out.
+"""The embed step: one shard of the ledger in, ``images`` and ``faces`` tables out.
 
-It holds the logic only; listing, skipping, retries, writing and progress belong to the runner.
+It holds the logic only (the executor runs it). Units are the ledger's shards; a unit's digest
+covers the model and config fingerprint, the shard's number and every file's key, slot, size and
+change tag, so a shard is redone exactly when one of its files was added, changed or removed.
+Redoing it reuses the rows of every file that did not change (same size and tag; for a tar
+member, the same SHA-256): a deleted photo costs a rewrite of its shard's Parquet files, not a
+new embedding of the shard.
+
 Reading and decoding run on a background thread that fills a small queue, so the next chunk is
 decoded (Pillow and cv2 release the GIL) while the models work on the current one.
 """
@@ -13,7 +19,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,86 +28,170 @@ import pyarrow as pa
 
 from facesieve import schema
 from facesieve.config import Config
+from facesieve.errors import StorageError
 from facesieve.faces.decode import Decoded, decode_image
 from facesieve.faces.engine import Face, FaceEngine
-from facesieve.sources import Record, Shard, iter_records
+from facesieve.outputs import faces_key, images_key, parquet_bytes, read_parquet
+from facesieve.sources import Ledger, Record, ShardWork, iter_records
 from facesieve.storage.base import Store
+from facesieve.work import Marker, Resources, Unit, UnitOutput, digest
+from facesieve.work.contract import Progress
 
 log = logging.getLogger(__name__)
 
 _END = object()
+VERSION = 1  # bump when the same files and settings give different rows
+REUSABLE = (schema.OK, schema.NO_FACE)  # rows whose work is worth keeping (read errors are not)
+FINGERPRINT_KEY = "facesieve.fingerprint"  # Parquet metadata of images/<shard>.parquet
 
 
 @dataclass(frozen=True)
-class ShardOutput:
-    """What a stage produced for one shard: tables by output folder, and additive stats."""
+class _Previous:
+    """The rows a shard had, by image id: what a redo of the shard may keep."""
 
-    tables: dict[str, pa.Table]
-    stats: dict[str, Any]
+    images: dict[str, dict[str, Any]]
+    faces: dict[str, list[dict[str, Any]]]
 
 
-class EmbedStage:
-    """decode -> detect -> align -> embed for every record of a shard."""
+class EmbedStep:
+    """decode -> detect -> align -> embed for every file of a shard."""
 
     name = "embed"
+    item_name = "images"
+    owned_prefixes = ("images/", "faces/")
 
-    def __init__(self, config: Config, input_store: Store) -> None:
+    def __init__(
+        self, config: Config, input_store: Store, out: Store, ledger: Ledger, fingerprint: str
+    ) -> None:
         self.config = config
         self.input_store = input_store
+        self.out = out
+        self.ledger = ledger
+        self.fingerprint = fingerprint
+        self.resources = Resources(cpus=1.0, gpus=1.0 / config.run.gpu_workers_per_device)
         self.engine: FaceEngine | None = None
 
+    def plan(self, done: dict[str, Marker]) -> list[Unit]:
+        units = []
+        files = self.ledger.shard_files()
+        for shard in sorted(self.ledger.shards.values(), key=lambda s: s.number):
+            entries = tuple(files[shard.shard_id])
+            work = ShardWork(
+                shard.shard_id, shard.number, shard.kind, shard.uri, self.ledger.layout, entries
+            )
+            d = digest(
+                self.name,
+                VERSION,
+                self.fingerprint,
+                shard.number,
+                [(e.key, e.slot, e.size, e.tag, e.problem) for e in entries],
+            )
+            previous = done.get(shard.shard_id)
+            # a tar's image count is known once it was read; a new tar counts as unknown (0)
+            weight = (
+                len(entries)
+                if shard.kind != "tar"
+                else (int(previous.stats.get("images", 0)) if previous else 0)
+            )
+            units.append(Unit(shard.shard_id, d, shard.uri, weight, work))
+        return units
+
     def setup(self, device: str, threads: int) -> None:
-        """Load the models; called once per worker, not once per shard."""
+        """Load the models; once per worker, not once per shard."""
         self.engine = FaceEngine(self.config.faces, device=device, threads=threads)
 
-    def process(self, shard: Shard, progress: Callable[[int], None] | None = None) -> ShardOutput:
+    def process(self, unit: Unit, progress: Progress) -> UnitOutput:
         if self.engine is None:
-            raise RuntimeError("EmbedStage.setup() must run before process()")
+            raise RuntimeError("EmbedStep.setup() must run before process()")
+        work: ShardWork = unit.payload
         started = time.perf_counter()
+        previous = self._previous(work.shard_id)
         images = _Columns(schema.IMAGES)
         faces = _Columns(schema.FACES)
         statuses: Counter[str] = Counter()
-        n_bytes = 0
+        n_bytes = reused = embedded = 0
         # Images analysed together: enough to fill the batches, few enough to bound memory.
         chunk_size = max(self.engine.det_batch, self.engine.embed_batch)
-        for chunk in _chunks(self._decoded(shard, 2 * chunk_size), chunk_size):
-            ok = [(rec, dec) for rec, dec in chunk if dec.status == schema.OK]
-            found = iter(self.engine.analyze([dec.pixels for _, dec in ok]) if ok else [])
+        for chunk in _chunks(self._decoded(work, previous, 2 * chunk_size), chunk_size):
+            todo = [(rec, dec) for rec, dec in chunk if dec is not None and dec.status == schema.OK]
+            found = iter(self.engine.analyze([dec.pixels for _, dec in todo]) if todo else [])
+            embedded += len(todo)
             for rec, dec in chunk:
-                image_faces = next(found) if dec.status == schema.OK else []
-                status = dec.status
-                if status == schema.OK and not image_faces:
-                    status = schema.NO_FACE
-                statuses[status] += 1
+                if dec is None:  # reused: the previous rows, renamed to this shard and slot
+                    row, face_rows = _reuse(previous, rec, work)
+                    reused += 1
+                else:
+                    image_faces = next(found) if dec.status == schema.OK else []
+                    row, face_rows = _new_rows(rec, dec, image_faces, work, self.engine.model_tag)
+                statuses[row["status"]] += 1
                 n_bytes += rec.size
-                images.append(_image_row(shard.shard_id, rec, dec, status, len(image_faces)))
-                for k, face in enumerate(image_faces):
-                    faces.append(_face_row(rec, k, face, self.engine.model_tag))
-            if progress:
-                progress(len(chunk))
+                images.append(row)
+                for face in face_rows:
+                    faces.append(face)
+            progress(len(chunk))
         seconds = time.perf_counter() - started
-        n_images = sum(statuses.values())
         stats = {
-            "images": n_images,
+            "images": sum(statuses.values()),
             "faces": len(faces),
             "bytes": n_bytes,
+            "reused": reused,  # rows kept from the shard's previous version
+            "embedded": embedded,  # images that went through detection and embedding
             "status": dict(sorted(statuses.items())),
             "seconds": round(seconds, 3),
         }
-        return ShardOutput({"images": images.table(), "faces": faces.table()}, stats)
+        keys = [images_key(work.shard_id), faces_key(work.shard_id)]
+        # the fingerprint travels with the rows: a later redo keeps them only if it matches
+        table = images.table().replace_schema_metadata({FINGERPRINT_KEY: self.fingerprint})
+        self.out.write_bytes(keys[0], parquet_bytes(table))
+        self.out.write_bytes(keys[1], parquet_bytes(faces.table()))
+        meta = {"fingerprint": self.fingerprint, "number": work.number}
+        return UnitOutput(stats, keys, meta)
 
-    def _decoded(self, shard: Shard, prefetch: int) -> Iterator[tuple[Record, Decoded]]:
-        """Records with decoded pixels, produced by a background thread, in shard order."""
+    def _previous(self, shard_id: str) -> _Previous:
+        """The shard's rows from an earlier run with the same fingerprint, if there are any."""
+        empty = _Previous({}, {})
+        try:
+            table = read_parquet(self.out, images_key(shard_id))
+        except StorageError as exc:
+            if exc.transient:
+                raise
+            return empty
+        except (OSError, ValueError, pa.ArrowException):
+            return empty
+        meta = table.schema.metadata or {}
+        if meta.get(FINGERPRINT_KEY.encode(), b"").decode() != self.fingerprint:
+            return empty  # another model or config: nothing can be kept
+        rows = {r["image_id"]: r for r in table.to_pylist() if r["status"] in REUSABLE}
+        face_rows: dict[str, list[dict[str, Any]]] = {}
+        if any(r["n_faces"] for r in rows.values()):
+            for face in read_parquet(self.out, faces_key(shard_id)).to_pylist():
+                face_rows.setdefault(face["image_id"], []).append(face)
+        return _Previous(rows, face_rows)
+
+    def _decoded(
+        self, work: ShardWork, previous: _Previous, prefetch: int
+    ) -> Iterator[tuple[Record, Decoded | None]]:
+        """Records with decoded pixels (None for reused ones), from a background thread."""
         src = self.config.source
         q: queue.Queue[Any] = queue.Queue(maxsize=prefetch)
         stop = threading.Event()
 
+        def reusable(uri: str, size: int, tag: str | None, sha: str | None) -> bool:
+            row = previous.images.get(schema.stable_id(uri))
+            if row is None:
+                return False
+            if sha is not None:
+                return bool(row["sha256"] == sha)
+            return bool(row["bytes"] == size and row["source_tag"] == tag)
+
         def produce() -> None:
             try:
-                for rec in iter_records(self.input_store, shard, src.max_image_bytes):
+                for rec in iter_records(self.input_store, work, src.max_image_bytes, reusable):
                     if stop.is_set():
                         return
-                    if rec.status is not None:
+                    if rec.reuse:
+                        dec = None
+                    elif rec.status is not None:
                         dec = Decoded(rec.status, rec.error)
                     else:
                         dec = decode_image(rec.data or b"", src.max_pixels, src.max_image_bytes)
@@ -110,7 +200,7 @@ class EmbedStage:
             except BaseException as exc:  # surfaced in the consumer, which fails the shard
                 q.put(exc)
 
-        thread = threading.Thread(target=produce, name=f"decode-{shard.shard_id}", daemon=True)
+        thread = threading.Thread(target=produce, name=f"decode-{work.shard_id}", daemon=True)
         thread.start()
         try:
             while (item := q.get()) is not _END:
@@ -137,39 +227,70 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def _image_row(
-    shard_id: str, rec: Record, dec: Decoded, status: str, n_faces: int
-) -> dict[str, Any]:
-    return {
+def _new_rows(
+    rec: Record, dec: Decoded, found: list[Face], work: ShardWork, model: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    if len(found) > schema.MAX_FACES_PER_IMAGE:
+        log.warning(
+            "%s: %d faces, keeping the %d most confident",
+            rec.uri,
+            len(found),
+            schema.MAX_FACES_PER_IMAGE,
+        )
+        found = found[: schema.MAX_FACES_PER_IMAGE]
+    status = dec.status
+    if status == schema.OK and not found:
+        status = schema.NO_FACE
+    sha = rec.sha256 or (hashlib.sha256(rec.data).hexdigest() if rec.data is not None else None)
+    row = {
         "image_id": rec.image_id,
-        "shard_id": shard_id,
+        "shard_id": work.shard_id,
         "uri": rec.uri,
         "label": rec.label,
         "width": dec.width,
         "height": dec.height,
         "bytes": rec.size,
-        "sha256": hashlib.sha256(rec.data).hexdigest() if rec.data is not None else None,
+        "sha256": sha,
         "status": status,
         "error": dec.error,
-        "n_faces": n_faces,
+        "n_faces": len(found),
+        "source_tag": rec.tag,
     }
+    faces = [
+        {
+            "face_id": schema.face_id(rec.image_id, k),
+            "image_id": rec.image_id,
+            "label": rec.label,
+            "face_index": k,
+            "bbox": face.bbox.astype(np.float32),
+            "landmarks": face.landmarks.reshape(-1).astype(np.float32),
+            "det_score": face.det_score,
+            "face_px": face.face_px,
+            "sharpness": face.sharpness,
+            "yaw": face.yaw,
+            "embedding": face.embedding,
+            "model": model,
+            "index_id": schema.index_id(work.number, rec.slot, k),
+        }
+        for k, face in enumerate(found)
+    ]
+    return row, faces
 
 
-def _face_row(rec: Record, index: int, face: Face, model: str) -> dict[str, Any]:
-    return {
-        "face_id": schema.face_id(rec.image_id, index),
-        "image_id": rec.image_id,
-        "label": rec.label,
-        "face_index": index,
-        "bbox": face.bbox.astype(np.float32),
-        "landmarks": face.landmarks.reshape(-1).astype(np.float32),
-        "det_score": face.det_score,
-        "face_px": face.face_px,
-        "sharpness": face.sharpness,
-        "yaw": face.yaw,
-        "embedding": face.embedding,
-        "model": model,
-    }
+def _reuse(
+    previous: _Previous, rec: Record, work: ShardWork
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The previous rows of an unchanged file, with this run's shard, slot, label and tag."""
+    row = dict(previous.images[rec.image_id])
+    row.update(shard_id=work.shard_id, label=rec.label, source_tag=rec.tag)
+    faces = []
+    for face in previous.faces.get(rec.image_id, []):
+        face = dict(face)
+        face.update(
+            label=rec.label, index_id=schema.index_id(work.number, rec.slot, face["face_index"])
+        )
+        faces.append(face)
+    return row, faces
 
 
 class _Columns:

@@ -12,8 +12,8 @@ import io
 
 import faiss
 import numpy as np
-import pyarrow.parquet as pq
 
+from facesieve.outputs import faces_key, read_parquet
 from facesieve.storage.base import Store
 
 
@@ -60,13 +60,10 @@ def add_shard(index: faiss.Index, data: bytes) -> int:
     return len(ids)
 
 
-def faces_key(shard_id: str) -> str:
-    return f"faces/{shard_id}.parquet"
-
-
-def read_embeddings(store: Store, shard_id: str) -> np.ndarray:
-    """(n, 512) float32, C-contiguous (FAISS needs both), rows in file order."""
-    table = pq.read_table(io.BytesIO(store.read_bytes(faces_key(shard_id))), columns=["embedding"])
+def read_vectors(store: Store, shard_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings (n, 512) float32 C-contiguous, as FAISS needs; index ids (n,) int64)."""
+    table = read_parquet(store, faces_key(shard_id), ["embedding", "index_id"])
     flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     dim = table.schema.field("embedding").type.list_size
-    return np.ascontiguousarray(flat.reshape(-1, dim), dtype=np.float32)
+    emb = np.ascontiguousarray(flat.reshape(-1, dim), dtype=np.float32)
+    return emb, table.column("index_id").to_numpy().astype(np.int64)

@@ -1,33 +1,57 @@
-"""``OUT/index/knn.parquet``: every face's K nearest neighbours with exact cosine similarities.
+"""The kNN graph, ``OUT/index/knn/<shard_id>.parquet``: each face's K nearest other faces.
 
-Computed through the index (approximate candidates, re-ranked exactly on the stored embeddings)
-in batches of ``knn_batch`` faces. Each batch is written as its own part file under
-``index/knn-parts/<key>/`` before the next starts, so a killed run resumes at the first missing
-part; the parts are joined into ``knn.parquet`` at the end. ``key`` combines the index fingerprint
-and K, so a changed index never reuses stale parts.
+Two steps keep it equal to a fresh build while doing work in proportion to the change:
+
+- ``knn``: one unit per faces shard, redone when the shard's faces or the index training
+  change; it searches the whole current index for each of the shard's faces (approximate
+  candidates re-ranked with exact cosine) and records which index state it searched.
+- ``knn-refresh``: one unit that brings the rows of every other shard up to date with the
+  current index. Each shard's rows are complete for some earlier index state (the one its unit
+  searched, or the one the last refresh reached); against that state the refresh
+  - recomputes, with a full search, every row that points at a face that is gone (ids are never
+    reused, so "gone" means the id is not in the index any more), and
+  - merges in the faces that joined since: with an exact (flat) index it compares the rows with
+    every new face (a dense product, exact like a fresh build); with an IVF index it takes the
+    new faces' own rows as candidates (a face X gains new face Y when X is among Y's neighbours
+    and Y beats X's K-th neighbour), which is as approximate as the index search itself.
+  It rewrites only the files whose rows changed, and remembers the index state every row is now
+  complete for. Index states are kept as ``index/states/<fingerprint>.json`` (shard -> digest),
+  written with each manifest and pruned once no row refers to them.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from facesieve.config import IndexConfig
-from facesieve.index.reader import DenseEmbeddings, IndexReader
-from facesieve.runner.shard_task import parquet_bytes
+from facesieve.errors import StorageError
+from facesieve.index.manifest import Manifest
+from facesieve.index.reader import DenseEmbeddings, IndexReader, top_k
+from facesieve.outputs import parquet_bytes, read_parquet
 from facesieve.storage.base import Store
+from facesieve.work import Marker, Resources, Unit, UnitOutput, digest, read_markers
+from facesieve.work.contract import Progress
 
 log = logging.getLogger(__name__)
 
-KNN_KEY = "index/knn.parquet"
-KNN_META = "index/knn.json"
+KNN_PREFIX = "index/knn/"
+STATES_PREFIX = "index/states/"
+VERSION = 1
+BATCH = 2048  # faces searched at once inside a unit
+REFRESH_UNIT = "refresh"
+
+
+def knn_file(shard_id: str) -> str:
+    return f"{KNN_PREFIX}{shard_id}.parquet"
+
+
+def state_key(fingerprint: str) -> str:
+    return f"{STATES_PREFIX}{fingerprint}.json"
 
 
 def knn_schema(k: int) -> pa.Schema:
@@ -41,68 +65,284 @@ def knn_schema(k: int) -> pa.Schema:
     )
 
 
-@dataclass(frozen=True)
-class KnnResult:
-    faces: int
-    k: int
-    parts_total: int
-    parts_reused: int
-    seconds: float
-    up_to_date: bool = False
+def graph_k(cfg: IndexConfig, total: int) -> int:
+    return min(cfg.knn_k, max(total - 1, 1))
 
 
-def knn_key(reader: IndexReader, k: int) -> str:
-    return f"{reader.manifest.fingerprint()}-k{k}"
-
-
-def compute_part(
-    reader: IndexReader, faces: DenseEmbeddings, start: int, stop: int, k: int
-) -> pa.Table:
-    """Neighbours of faces[start:stop], each face itself excluded."""
-    ids, sims = reader.search_ids(faces.emb[start:stop], k, exclude=faces.ids[start:stop])
-    sims = np.where(np.isfinite(sims), sims, np.nan).astype(np.float32)
+def knn_table(face_ids: pa.Array, ids: np.ndarray, nb: np.ndarray, sims: np.ndarray) -> pa.Table:
+    k = nb.shape[1]
+    sims = np.where((nb >= 0) & np.isfinite(sims), sims, np.nan).astype(np.float32)
     return pa.Table.from_arrays(
         [
-            faces.face_ids.slice(start, stop - start),
-            pa.array(faces.ids[start:stop]),
-            pa.FixedSizeListArray.from_arrays(pa.array(ids.reshape(-1)), k),
+            face_ids,
+            pa.array(np.asarray(ids, np.int64)),
+            pa.FixedSizeListArray.from_arrays(pa.array(nb.reshape(-1).astype(np.int64)), k),
             pa.FixedSizeListArray.from_arrays(pa.array(sims.reshape(-1)), k),
         ],
         schema=knn_schema(k),
     )
 
 
-def build_knn(out: Store, cfg: IndexConfig, reader: IndexReader | None = None) -> KnnResult:
-    """Write ``index/knn.parquet`` for the current index, resuming from finished parts."""
-    started = time.perf_counter()
-    reader = reader or IndexReader(out, cfg)
-    k = min(cfg.knn_k, max(reader.index.ntotal - 1, 1))
-    key = knn_key(reader, k)
-    if out.exists(KNN_META) and json.loads(out.read_bytes(KNN_META)).get("key") == key:
-        n = reader.manifest.total
-        return KnnResult(n, k, 0, 0, time.perf_counter() - started, up_to_date=True)
-    faces = reader.dense()
-    n = len(faces.ids)
-    bounds = list(range(0, n, cfg.knn_batch))
-    prefix = f"index/knn-parts/{key}"
-    reused = 0
-    for b, start in enumerate(bounds):
-        part = f"{prefix}/part-{b:05d}.parquet"
-        if out.exists(part):
-            reused += 1
-            continue
-        out.write_bytes(
-            part,
-            parquet_bytes(compute_part(reader, faces, start, min(start + cfg.knn_batch, n), k)),
+def write_state(out: Store, manifest: Manifest) -> None:
+    """Record which shards (and digests) the index holds in this state, for later refreshes."""
+    shards = {sid: e.digest for sid, e in manifest.shards.items()}
+    out.write_bytes(state_key(manifest.fingerprint()), json.dumps(shards).encode())
+
+
+class KnnStep:
+    """One unit per faces shard: its faces' neighbours in the whole current index."""
+
+    name = "knn"
+    item_name = "faces"
+    owned_prefixes = (KNN_PREFIX,)
+
+    def __init__(self, out: Store, cfg: IndexConfig, manifest: Manifest) -> None:
+        self.out, self.cfg, self.manifest = out, cfg, manifest
+        self.k = graph_k(cfg, manifest.total)
+        # every worker holds all embeddings for exact re-ranking: 2 KB per face, plus the index
+        self.resources = Resources(cpus=1.0, memory_gb=round(manifest.total * 2.3e-6 + 0.5, 1))
+        self.reader: IndexReader | None = None
+
+    def plan(self, done: dict[str, Marker]) -> list[Unit]:
+        params = (self.k, self.cfg.candidates, self.cfg.nprobe)
+        return [
+            Unit(sid, digest(self.name, VERSION, e.digest, params), sid, e.count, sid)
+            for sid, e in sorted(self.manifest.shards.items())
+        ]
+
+    def setup(self, device: str, threads: int) -> None:
+        import faiss
+
+        faiss.omp_set_num_threads(max(threads, 1))
+        self.reader = IndexReader(self.out, self.cfg)
+        self.reader.dense()
+
+    def process(self, unit: Unit, progress: Progress) -> UnitOutput:
+        if self.reader is None:
+            raise RuntimeError("KnnStep.setup() must run before process()")
+        dense = self.reader.dense()
+        table = self.reader.table(unit.payload)
+        ids = table.column("index_id").to_numpy()
+        emb = dense.emb[dense.positions(ids)]
+        nb = np.full((len(ids), self.k), -1, np.int64)
+        sims = np.full((len(ids), self.k), -np.inf, np.float32)
+        for start in range(0, len(ids), BATCH):
+            stop = start + BATCH
+            nb[start:stop], sims[start:stop] = self.reader.search_ids(
+                emb[start:stop], self.k, exclude=ids[start:stop]
+            )
+            progress(len(ids[start:stop]))
+        key = knn_file(unit.payload)
+        self.out.write_bytes(key, parquet_bytes(knn_table(table.column("face_id"), ids, nb, sims)))
+        meta = {"against": self.manifest.fingerprint()}
+        return UnitOutput({"faces": len(ids)}, [key], meta)
+
+
+@dataclass(frozen=True)
+class RefreshWork:
+    bases: dict[str, str]  # shard -> the index state (fingerprint) its rows are complete for
+    knn_digests: dict[str, str]  # shard -> its knn unit's digest now
+
+
+class KnnRefreshStep:
+    """One unit: every shard's rows brought up to date with the current index."""
+
+    name = "knn-refresh"
+    item_name = ""
+    owned_prefixes = ()
+
+    def __init__(self, out: Store, cfg: IndexConfig, manifest: Manifest) -> None:
+        self.out, self.cfg, self.manifest = out, cfg, manifest
+        self.target = manifest.fingerprint()
+        self.k = graph_k(cfg, manifest.total)
+        self.resources = Resources(cpus=1.0, memory_gb=round(manifest.total * 2.8e-6 + 0.5, 1))
+
+    def plan(self, done: dict[str, Marker]) -> list[Unit]:
+        knn = read_markers(self.out, KnnStep.name)
+        previous = done.get(REFRESH_UNIT)
+        covered = previous.meta.get("covered", {}) if previous else {}
+        reached = previous.meta.get("target") if previous else None
+        bases = {}
+        for sid in self.manifest.shards:
+            marker = knn[sid]  # the knn step has just run every unit
+            same = covered.get(sid) == marker.digest
+            bases[sid] = reached if same and reached else str(marker.meta.get("against"))
+        digests = {sid: knn[sid].digest for sid in self.manifest.shards}
+        d = digest(self.name, VERSION, self.target, digests)
+        return [Unit(REFRESH_UNIT, d, "refresh kNN rows", 1, RefreshWork(bases, digests))]
+
+    def setup(self, device: str, threads: int) -> None:
+        import faiss
+
+        faiss.omp_set_num_threads(max(threads, 1))
+
+    def process(self, unit: Unit, progress: Progress) -> UnitOutput:
+        work: RefreshWork = unit.payload
+        stale = {sid for sid, base in work.bases.items() if base != self.target}
+        stats = {"shards_checked": len(stale), "rows_refreshed": 0, "files_rewritten": 0}
+        if stale:
+            stats.update(self._refresh(work.bases, stale))
+        progress(1)
+        for info in self.out.list(STATES_PREFIX):  # only the current state is referred to now
+            if info.key != state_key(self.target):
+                self.out.delete(info.key)
+        meta = {"target": self.target, "covered": work.knn_digests}
+        return UnitOutput(stats, [], meta)
+
+    def _refresh(self, bases: dict[str, str], stale: set[str]) -> dict[str, int]:
+        shards = sorted(self.manifest.shards)
+        tables = {sid: read_parquet(self.out, knn_file(sid)) for sid in shards}
+        current = {sid: e.digest for sid, e in self.manifest.shards.items()}
+        reader = IndexReader(self.out, self.cfg)
+        dense = reader.dense()
+        joined: dict[str, tuple[np.ndarray, ...]] = {}
+        for base in {bases[s] for s in stale}:
+            held = self._state(base)
+            since = [s for s in shards if held.get(s) != current[s]]  # shards that joined
+            joined[base] = _joined(tables, since)
+        rows_refreshed = files = 0
+        for sid in sorted(stale):
+            table = tables[sid]
+            ids = table.column("id").to_numpy()
+            nb, sims = _arrays(table, self.k)
+            new_nb, new_sims = _merge(
+                reader, dense, ids, nb.copy(), sims.copy(), joined[bases[sid]], self.k
+            )
+            changed = ~((new_nb == nb).all(axis=1) & (new_sims == sims).all(axis=1))
+            if changed.any():
+                rows_refreshed += int(changed.sum())
+                files += 1
+                self.out.write_bytes(
+                    knn_file(sid),
+                    parquet_bytes(knn_table(table.column("face_id"), ids, new_nb, new_sims)),
+                )
+        log.info("knn-refresh: %d rows in %d files brought up to date", rows_refreshed, files)
+        return {"rows_refreshed": rows_refreshed, "files_rewritten": files}
+
+    def _state(self, fingerprint: str) -> dict[str, str]:
+        try:
+            return dict(json.loads(self.out.read_bytes(state_key(fingerprint))))
+        except StorageError as exc:
+            if exc.transient:
+                raise
+            # an unknown base: every shard counts as joined since, which is slower, never wrong
+            log.warning("index state %s is unknown; refreshing against every shard", fingerprint)
+            return {}
+
+
+def _arrays(table: pa.Table, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(neighbour ids, sims) of a graph file as (n, k) arrays; missing: -1 and -inf."""
+    n = table.num_rows
+    width = table.schema.field("neighbor_ids").type.list_size
+    nb = table.column("neighbor_ids").combine_chunks().flatten().to_numpy().reshape(n, width)
+    sims = table.column("neighbor_sims").combine_chunks().flatten()
+    sims = sims.to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, width)
+    sims = np.where(nb >= 0, np.nan_to_num(sims, nan=-np.inf), -np.inf).astype(np.float32)
+    if width >= k:  # K changes only with a full rebuild; this keeps the shapes right regardless
+        return nb[:, :k].copy(), sims[:, :k].copy()
+    pad = ((0, 0), (0, k - width))
+    return np.pad(nb, pad, constant_values=-1), np.pad(sims, pad, constant_values=-np.inf)
+
+
+def _joined(tables: dict[str, pa.Table], since: list[str]) -> tuple[np.ndarray, ...]:
+    """The faces of the shards that joined since a state, and their (x, y, sim) graph edges:
+    x is a neighbour of joined face y (the reverse candidates of an IVF refresh)."""
+    if not since:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, np.zeros(0, np.float32)
+    ys, xs, ss = [], [], []
+    for sid in since:
+        table = tables[sid]
+        nb, sims = _arrays(table, table.schema.field("neighbor_ids").type.list_size)
+        y = table.column("id").to_numpy()
+        ys.append(np.repeat(y, nb.shape[1]))
+        xs.append(nb.reshape(-1))
+        ss.append(sims.reshape(-1))
+    x, y, s = np.concatenate(xs), np.concatenate(ys), np.concatenate(ss)
+    ok = (x >= 0) & np.isfinite(s)
+    faces = np.concatenate([tables[sid].column("id").to_numpy() for sid in since])
+    return faces, x[ok], y[ok], s[ok]
+
+
+def _merge(
+    reader: IndexReader,
+    dense: DenseEmbeddings,
+    ids: np.ndarray,
+    nb: np.ndarray,
+    sims: np.ndarray,
+    joined: tuple[np.ndarray, ...],
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A shard's rows with gone neighbours searched again and joined faces merged in."""
+    faces, xs, ys, ss = joined
+    gone = ((nb >= 0) & (dense.positions(nb) < 0)).any(axis=1)
+    if gone.any():
+        emb = dense.emb[dense.positions(ids[gone])]
+        nb[gone], sims[gone] = reader.search_ids(emb, k, exclude=ids[gone])
+    rows = np.flatnonzero(~gone)
+    if not len(rows) or not len(faces):
+        return nb, sims
+    if reader.exact:
+        cand_ids, cand_sims = _dense_candidates(dense, ids[rows], faces, k)
+    else:
+        cand_ids, cand_sims = _grouped(ids[rows], xs, ys, ss)
+    all_ids = np.concatenate([nb[rows], cand_ids], axis=1)
+    all_sims = np.concatenate([sims[rows], cand_sims], axis=1)
+    all_ids, all_sims = _dedupe(all_ids, all_sims)
+    ties = dense.ties[np.maximum(dense.positions(all_ids), 0)]
+    nb[rows], sims[rows] = top_k(all_ids, all_sims, ties, k)
+    return nb, sims
+
+
+def _dedupe(ids: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mask repeated ids in each row (a joined face already among the neighbours)."""
+    order = np.argsort(ids, axis=1, kind="stable")
+    sorted_ids = np.take_along_axis(ids, order, 1)
+    repeat = np.zeros(sorted_ids.shape, dtype=bool)
+    repeat[:, 1:] = (sorted_ids[:, 1:] == sorted_ids[:, :-1]) & (sorted_ids[:, 1:] >= 0)
+    mask = np.zeros_like(repeat)
+    np.put_along_axis(mask, order, repeat, 1)
+    return np.where(mask, -1, ids), np.where(mask, -np.inf, sims).astype(np.float32)
+
+
+def _dense_candidates(
+    dense: DenseEmbeddings, row_ids: np.ndarray, joined: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact: every row against every joined face, the best k of them per row (chunked)."""
+    q = dense.emb[dense.positions(row_ids)].astype(np.float64)
+    j = dense.emb[dense.positions(joined)].astype(np.float64)
+    jt = dense.ties[dense.positions(joined)]
+    width = min(k, len(joined))
+    out_ids = np.full((len(row_ids), width), -1, np.int64)
+    out_sims = np.full((len(row_ids), width), -np.inf, np.float32)
+    for s in range(0, len(row_ids), 1024):
+        sims = (q[s : s + 1024] @ j.T).astype(np.float32)
+        sims[row_ids[s : s + 1024, None] == joined[None, :]] = -np.inf  # not itself
+        cand = np.broadcast_to(joined, sims.shape)
+        ties = np.broadcast_to(jt, sims.shape)
+        out_ids[s : s + 1024], out_sims[s : s + 1024] = top_k(cand, sims, ties, width)
+    return out_ids, out_sims
+
+
+def _grouped(
+    row_ids: np.ndarray, xs: np.ndarray, ys: np.ndarray, ss: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate: joined face y is a candidate of row x when x is among y's neighbours."""
+    order = np.argsort(row_ids, kind="stable")
+    at = np.clip(np.searchsorted(row_ids[order], xs), 0, len(row_ids) - 1)
+    hit = row_ids[order][at] == xs
+    rows, ys, ss = order[at[hit]], ys[hit], ss[hit]
+    if not len(rows):
+        return np.full((len(row_ids), 1), -1, np.int64), np.full(
+            (len(row_ids), 1), -np.inf, np.float32
         )
-        log.info("kNN part %d/%d written", b + 1, len(bounds))
-    tables = [
-        pq.read_table(io.BytesIO(out.read_bytes(f"{prefix}/part-{b:05d}.parquet")))
-        for b in range(len(bounds))
-    ]
-    out.write_bytes(KNN_KEY, parquet_bytes(pa.concat_tables(tables)))
-    meta = {"key": key, "k": k, "faces": n, "index_fingerprint": reader.manifest.fingerprint()}
-    out.write_bytes(KNN_META, json.dumps(meta, indent=1).encode())
-    for b in range(len(bounds)):
-        out.delete(f"{prefix}/part-{b:05d}.parquet")
-    return KnnResult(n, k, len(bounds), reused, time.perf_counter() - started)
+    by_row = np.argsort(rows, kind="stable")
+    rows, ys, ss = rows[by_row], ys[by_row], ss[by_row]
+    starts = np.searchsorted(rows, rows, side="left")
+    col = np.arange(len(rows)) - starts
+    width = int(col.max()) + 1
+    out_ids = np.full((len(row_ids), width), -1, np.int64)
+    out_sims = np.full((len(row_ids), width), -np.inf, np.float32)
+    out_ids[rows, col] = ys
+    out_sims[rows, col] = ss
+    return out_ids, out_sims

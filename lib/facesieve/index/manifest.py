@@ -1,13 +1,12 @@
-"""``OUT/index/manifest.json``: what the index holds and how ids map back to faces.
+"""``OUT/index/manifest.json``: what the index holds, written after the fill step succeeds.
 
-Id scheme: ``id = shard_number * 2**32 + row``, where ``row`` is the row of the face in
-``faces/<shard_id>.parquet`` and ``shard_number`` is given to a faces shard when it first enters
-the index (sorted shard-id order at a full build, then appended). Ids never change while a shard's
-faces file is unchanged, so they are stable across reruns and incremental adds.
+Ids are the faces' ``index_id`` (``schema.index_id``: shard number << 32 | slot << 10 | face
+index), assigned when a face is embedded and never reused for another face, so they are stable
+across reruns, incremental adds and retraining.
 
 Each training produces a *generation*: ``index/gen-<digest>/`` holds the trained empty index and
-one filled index file per faces shard. The manifest is written last and names the generation in
-use, so a crash never mixes shards trained differently.
+one filled index file per faces shard. The manifest names the generation in use and every shard
+file with its face count; search reads only the manifest and the files it names.
 """
 
 from __future__ import annotations
@@ -17,33 +16,21 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from facesieve.errors import StorageError
 from facesieve.storage.base import Store
+from facesieve.work import digest
 
 MANIFEST_KEY = "index/manifest.json"
-SHARD_SHIFT = 32
-ID_SCHEME = "id = shard_number * 2**32 + row of faces/<shard_id>.parquet"
-
-
-def make_ids(shard_number: int, n: int) -> np.ndarray:
-    return (np.int64(shard_number) << SHARD_SHIFT) + np.arange(n, dtype=np.int64)
-
-
-def split_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(shard_numbers, rows) of global ids."""
-    ids = np.asarray(ids, np.int64)
-    return ids >> SHARD_SHIFT, ids & ((1 << SHARD_SHIFT) - 1)
+ID_SCHEME = "faces.index_id = shard_number << 32 | slot << 10 | face_index"
 
 
 @dataclass
 class ShardEntry:
     shard_id: str
-    number: int
+    number: int  # the high bits of its faces' ids
     file: str  # index shard file, relative to OUT
     count: int
-    faces_tag: str  # changes when the embed stage rewrites faces/<shard_id>.parquet
+    digest: str  # the fill unit's digest: changes when the shard's faces or the training do
 
 
 @dataclass
@@ -59,9 +46,8 @@ class Manifest:
     merged: dict[str, Any] | None = None
     metric: str = "inner_product"
     id_scheme: str = ID_SCHEME
-    version: int = 1
+    version: int = 2
     updated_at: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -69,12 +55,7 @@ class Manifest:
 
     def fingerprint(self) -> str:
         """Changes whenever the set of indexed vectors or their training changes."""
-        import hashlib
-
-        parts = [self.generation] + [
-            f"{s}:{e.number}:{e.faces_tag}" for s, e in sorted(self.shards.items())
-        ]
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+        return digest(self.generation, sorted((s, e.digest) for s, e in self.shards.items()))
 
     def by_number(self) -> dict[int, ShardEntry]:
         return {e.number: e for e in self.shards.values()}
@@ -98,7 +79,8 @@ def read_manifest(store: Store) -> Manifest | None:
         return Manifest(**data)
     except (ValueError, TypeError, KeyError) as exc:
         raise StorageError(
-            f"{store.uri(MANIFEST_KEY)} is damaged ({exc}); delete OUT/index to rebuild"
+            f"{store.uri(MANIFEST_KEY)} is damaged or of an older version ({exc}); "
+            "delete OUT/index to rebuild"
         ) from exc
 
 

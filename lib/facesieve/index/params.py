@@ -20,6 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from facesieve.config import parse_memory
 from facesieve.errors import ConfigError
 
 PQ_SIZES = (64, 32, 16, 8)
@@ -39,15 +40,6 @@ class IndexParams:
     @property
     def bytes_per_vector(self) -> int:
         return (self.m if self.m else 4 * 512) + ID_BYTES
-
-
-def parse_memory(text: str) -> int:
-    """``8G``, ``512M``, ``1.5T`` or a plain number of bytes."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)i?B?\s*", str(text), re.IGNORECASE)
-    if not match:
-        raise ConfigError(f"memory budget {text!r} is not like 8G, 512M or 1000000")
-    scale = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[match.group(2).upper()]
-    return int(float(match.group(1)) * scale)
 
 
 def choose_params(

@@ -1,26 +1,34 @@
 """Open a built index for search: every shard merged in memory (or the merged file), plus the
-exact embeddings for re-ranking, read from OUT/faces on demand."""
+exact embeddings for re-ranking, read from OUT/faces on demand.
+
+Similarities are computed in float64 and rounded to float32 (``exact_sims``): the kNN graph is
+built in pieces across runs (new rows, refreshed rows, dense products for small exact indexes),
+and one rounding for every piece keeps an incremental graph equal to a fresh one. Ties are
+broken by face key (``tie_keys``), which unlike index ids does not depend on how files were
+grouped into shards.
+"""
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 
 import faiss
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from facesieve.config import IndexConfig
 from facesieve.errors import ConfigError
-from facesieve.index.faiss_io import add_shard, faces_key, from_bytes, read_embeddings
-from facesieve.index.manifest import Manifest, make_ids, read_manifest, split_ids
+from facesieve.index.faiss_io import add_shard, from_bytes, read_vectors
+from facesieve.index.manifest import Manifest, read_manifest
+from facesieve.outputs import faces_key, images_key, read_parquet
+from facesieve.schema import shard_number_of
 from facesieve.storage.base import Store
 
 log = logging.getLogger(__name__)
 
-RERANK_CHUNK = 256  # queries re-ranked at once: 256 x 100 candidates x 2 KB = 50 MB
+RERANK_CHUNK = 256  # queries re-ranked at once: 256 x 100 candidates x 4 KB (float64) = 100 MB
 
 
 @dataclass(frozen=True)
@@ -33,29 +41,66 @@ class Match:
     similarity: float
 
 
-class DenseEmbeddings:
-    """Every indexed face's id, face_id and embedding in RAM (N x 2 KB), in (shard, row) order.
+def exact_sims(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """(q, c) cosines of (q, d) queries with their own (q, c, d) candidates, float64 -> float32."""
+    return np.einsum(
+        "qd,qcd->qc", queries.astype(np.float64), candidates.astype(np.float64)
+    ).astype(np.float32)
 
-    Used where many queries are re-ranked at once (the kNN graph, batch search): one gather per
-    batch instead of one Parquet lookup per candidate.
+
+def tie_keys(face_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A uint64 per face that orders equal similarities the same way in every run: 60 bits of
+    its image id, then its face index (capped at 15) in the low 4 bits."""
+    keys = [
+        (int(f[:15], 16) << 4) | min(int(f.rsplit("#", 1)[1]), 15) for f in face_ids.to_pylist()
+    ]
+    return np.array(keys, dtype=np.uint64)
+
+
+def top_k(
+    ids: np.ndarray, sims: np.ndarray, ties: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k best (id, sim) by decreasing sim then increasing tie key; -1/-inf pad."""
+    order = np.lexsort((ties, -sims.astype(np.float64)), axis=1)[:, :k]
+    got_ids = np.take_along_axis(ids, order, 1)
+    got_sims = np.take_along_axis(sims, order, 1)
+    got_ids = np.where(np.isfinite(got_sims), got_ids, -1)
+    if got_ids.shape[1] < k:
+        pad = k - got_ids.shape[1]
+        got_ids = np.pad(got_ids, ((0, 0), (0, pad)), constant_values=-1)
+        got_sims = np.pad(got_sims, ((0, 0), (0, pad)), constant_values=-np.inf)
+    return got_ids, got_sims
+
+
+class DenseEmbeddings:
+    """Every indexed face's id, face_id, tie key and embedding in RAM (N x 2 KB).
+
+    Used where many queries are re-ranked at once (the kNN graph): one gather per batch instead
+    of one Parquet lookup per candidate.
     """
 
     def __init__(self, reader: IndexReader) -> None:
-        entries = sorted(reader.manifest.shards.values(), key=lambda e: e.number)
-        self.ids = np.concatenate([make_ids(e.number, e.count) for e in entries])
-        self.emb = np.concatenate([read_embeddings(reader.out, e.shard_id) for e in entries])
-        self.face_ids = pa.chunked_array(
-            [reader.table(e.number).column("face_id") for e in entries]
-        ).combine_chunks()
-        self._starts = np.full(max(e.number for e in entries) + 1, -1, np.int64)
-        offset = 0
+        entries = sorted(reader.manifest.shards.values(), key=lambda e: e.shard_id)
+        embs, ids, face_ids = [], [], []
         for e in entries:
-            self._starts[e.number] = offset
-            offset += e.count
+            emb, shard_ids = read_vectors(reader.out, e.shard_id)
+            embs.append(emb)
+            ids.append(shard_ids)
+            face_ids.append(reader.table(e.shard_id).column("face_id"))
+        self.emb = np.concatenate(embs) if embs else np.zeros((0, 512), np.float32)
+        self.ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        self.face_ids = pa.chunked_array(face_ids, pa.string()).combine_chunks()
+        self.ties = tie_keys(self.face_ids)
+        self._order = np.argsort(self.ids, kind="stable")
+        self._sorted = self.ids[self._order]
 
     def positions(self, ids: np.ndarray) -> np.ndarray:
-        numbers, rows = split_ids(ids)
-        return self._starts[numbers] + rows
+        """Row of each id; -1 where the index does not hold it."""
+        ids = np.asarray(ids, np.int64)
+        at = np.clip(np.searchsorted(self._sorted, ids), 0, max(len(self._sorted) - 1, 0))
+        if not len(self._sorted):
+            return np.full(ids.shape, -1, np.int64)
+        return np.where(self._sorted[at] == ids, self._order[at], -1)
 
 
 class IndexReader:
@@ -71,9 +116,14 @@ class IndexReader:
         if manifest.params.get("nlist") and nprobe:
             faiss.ParameterSpace().set_index_parameter(self.index, "nprobe", int(nprobe))
         self._by_number = manifest.by_number()
-        self._tables: dict[int, pa.Table] = {}
-        self._uris: dict[int, dict[str, str]] = {}
+        self._tables: dict[str, pa.Table] = {}
+        self._uris: dict[str, dict[str, str]] = {}
         self._dense: DenseEmbeddings | None = None
+
+    @property
+    def exact(self) -> bool:
+        """Whether search is exhaustive (a flat index): then results are exact top-k."""
+        return not self.manifest.params.get("nlist")
 
     def dense(self) -> DenseEmbeddings:
         """All embeddings in RAM (loaded once); re-ranking then needs no Parquet reads."""
@@ -89,27 +139,32 @@ class IndexReader:
             add_shard(index, self.out.read_bytes(entry.file))
         return index
 
-    def table(self, number: int) -> pa.Table:
-        """face_id, image_id, label, embedding of one faces shard (cached)."""
-        if number not in self._tables:
-            entry = self._by_number[number]
-            data = self.out.read_bytes(faces_key(entry.shard_id))
-            cols = ["face_id", "image_id", "label", "embedding"]
-            self._tables[number] = pq.read_table(io.BytesIO(data), columns=cols)
-        return self._tables[number]
+    def table(self, shard_id: str) -> pa.Table:
+        """face_id, image_id, label, embedding, index_id of one faces shard (cached)."""
+        if shard_id not in self._tables:
+            cols = ["face_id", "image_id", "label", "embedding", "index_id"]
+            self._tables[shard_id] = read_parquet(self.out, faces_key(shard_id), cols)
+        return self._tables[shard_id]
 
     def embeddings(self, ids: np.ndarray) -> np.ndarray:
         """Exact stored embeddings of global ids, (len(ids), 512)."""
         if self._dense is not None:
-            return self._dense.emb[self._dense.positions(ids)]
-        numbers, rows = split_ids(ids)
+            return self._dense.emb[np.maximum(self._dense.positions(ids), 0)]
+        numbers = shard_number_of(ids)
         out = np.zeros((len(ids), self.manifest.dim), np.float32)
         for number in np.unique(numbers):
             sel = numbers == number
-            col = self.table(int(number)).column("embedding").take(pa.array(rows[sel]))
+            table = self.table(self._by_number[int(number)].shard_id)
+            rows = pc.index_in(pa.array(np.asarray(ids)[sel]), value_set=table.column("index_id"))
+            col = table.column("embedding").take(rows)
             flat = col.combine_chunks().flatten().to_numpy(zero_copy_only=False)
             out[sel] = flat.reshape(-1, self.manifest.dim)
         return out
+
+    def candidates(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """The index's approximate candidates for re-ranking: (q, max(100, candidates x k))."""
+        n_cand = min(max(k * self.cfg.candidates, 100), max(self.index.ntotal, 1))
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), n_cand)[1]
 
     def search_ids(
         self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None
@@ -117,12 +172,12 @@ class IndexReader:
         """(ids, similarities), each (q, k): the index's candidates re-ranked by exact cosine.
 
         ``exclude`` (one id per query) drops that id from its query's results (a face's own entry
-        in the kNN graph). Missing results have id -1 and similarity -inf. Re-ranking runs in
-        chunks of ``RERANK_CHUNK`` queries so the gathered candidate block stays ~50 MB.
+        in the kNN graph). Missing results have id -1 and similarity -inf. With the dense
+        embeddings loaded, equal similarities are ordered by tie key. Re-ranking runs in chunks
+        of ``RERANK_CHUNK`` queries so the gathered candidate block stays ~100 MB.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        n_cand = min(max(k * self.cfg.candidates, 100), max(self.index.ntotal, 1))
-        _, cand = self.index.search(queries, n_cand)
+        cand = self.candidates(queries, k)
         out_ids = np.full((len(queries), k), -1, np.int64)
         out_sims = np.full((len(queries), k), -np.inf, np.float32)
         for c0 in range(0, len(queries), RERANK_CHUNK):
@@ -130,16 +185,16 @@ class IndexReader:
             valid = c >= 0
             if exclude is not None:
                 valid &= c != exclude[c0 : c0 + RERANK_CHUNK, None]
-            emb = self.embeddings(np.where(valid, c, c[valid][0] if valid.any() else 0).reshape(-1))
-            sims = np.einsum("qd,qcd->qc", q, emb.reshape(*c.shape, -1))
+            safe = np.where(valid, c, c[valid][0] if valid.any() else 0)
+            sims = exact_sims(q, self.embeddings(safe.reshape(-1)).reshape(*c.shape, -1))
             sims[~valid] = -np.inf
-            top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-            got = np.take_along_axis(sims, top, axis=1)
-            found = np.isfinite(got)
-            out_ids[c0 : c0 + len(c), : top.shape[1]] = np.where(
-                found, np.take_along_axis(c, top, axis=1), -1
-            )
-            out_sims[c0 : c0 + len(c), : top.shape[1]] = got
+            if self._dense is not None:
+                ties = self._dense.ties[np.maximum(self._dense.positions(safe), 0)]
+            else:
+                ties = np.zeros(c.shape, np.uint64)
+            ids, got = top_k(np.where(valid, c, -1), sims, ties, k)
+            out_ids[c0 : c0 + len(c)] = ids
+            out_sims[c0 : c0 + len(c)] = got
         return out_ids, out_sims
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Match]]:
@@ -154,19 +209,18 @@ class IndexReader:
             for row_ids, row_sims in zip(ids, sims, strict=True)
         ]
 
-    def uris(self, number: int) -> dict[str, str]:
+    def uris(self, shard_id: str) -> dict[str, str]:
         """image_id -> uri for one shard, from its images table (cached)."""
-        if number not in self._uris:
-            key = f"images/{self._by_number[number].shard_id}.parquet"
-            table = pq.read_table(io.BytesIO(self.out.read_bytes(key)), columns=["image_id", "uri"])
-            self._uris[number] = dict(
+        if shard_id not in self._uris:
+            table = read_parquet(self.out, images_key(shard_id), ["image_id", "uri"])
+            self._uris[shard_id] = dict(
                 zip(*(table.column(c).to_pylist() for c in ("image_id", "uri")), strict=True)
             )
-        return self._uris[number]
+        return self._uris[shard_id]
 
     def _match(self, gid: int, sim: float) -> Match:
-        numbers, rows = split_ids(np.array([gid]))
-        number = int(numbers[0])
-        row = self.table(number).slice(int(rows[0]), 1).to_pylist()[0]
-        uri = self.uris(number)[row["image_id"]]
+        shard_id = self._by_number[int(shard_number_of(np.array([gid]))[0])].shard_id
+        table = self.table(shard_id)
+        row = table.filter(pc.equal(table.column("index_id"), gid)).slice(0, 1).to_pylist()[0]
+        uri = self.uris(shard_id)[row["image_id"]]
         return Match(gid, row["face_id"], row["image_id"], uri, row["label"], round(sim, 5))

@@ -16,6 +16,7 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from facesieve.clean.actions import REASONS
 from facesieve.clean.fetch import fetch_bytes
@@ -164,8 +165,43 @@ def _table(title: str, counts: dict[str, int]) -> str:
     return f"<table><tr><th>{_e(title)}</th><th>images</th></tr>{rows}</table>"
 
 
+def _changes(page: _Page, changes: pa.Table, counts: dict[str, int], limit: int) -> list[str]:
+    """The "since the last run" section: counts, then the first changed files with old and new
+    verdicts (removed files have no thumbnail: they are gone)."""
+    if changes.num_rows == 0:
+        return ["<h2 id=changes>Since the last run</h2><p>Nothing changed.</p>"]
+    head = "".join(f"<tr><td>{_e(k)}</td><td>{v}</td></tr>" for k, v in counts.items())
+    rows = []
+    for rec in changes.slice(0, limit).to_pylist():
+        row = page.row_of.get(rec["image_id"])
+        fig = page.figure(row) if row is not None else ""
+        old = " ".join(rec["old_reasons"] or []) or "-"
+        new = " ".join(rec["new_reasons"] or []) or "-"
+        rows.append(
+            f"<tr><td>{_e(rec['change'])}</td><td>{fig}</td><td>{_e(rec['uri'])}</td>"
+            f"<td>{_e(rec['label'])}</td><td>{_e(rec['old_action'] or '-')} ({_e(old)})</td>"
+            f"<td>{_e(rec['new_action'] or '-')} ({_e(new)})</td></tr>"
+        )
+    more = (
+        f"<p class=muted>showing {limit} of {changes.num_rows}; all are in "
+        "report/changes.parquet</p>"
+        if changes.num_rows > limit
+        else ""
+    )
+    return [
+        "<h2 id=changes>Since the last run</h2>",
+        f"<table><tr><th>change</th><th>files</th></tr>{head}</table>",
+        "<table><tr><th>change</th><th></th><th>file</th><th>label</th><th>before</th>"
+        f"<th>now</th></tr>{''.join(rows)}</table>{more}",
+    ]
+
+
 def render_report(
-    inp: CleanInputs, decision: Decision, summary: dict[str, Any], config: Config
+    inp: CleanInputs,
+    decision: Decision,
+    summary: dict[str, Any],
+    config: Config,
+    changes: pa.Table,
 ) -> str:
     page = _Page(inp, decision, config)
     recs = decision.actions.to_pylist()
@@ -183,6 +219,9 @@ def render_report(
             needed.add(row)
             for _, ev in page.evidence_rows(reason, row, recs[row]):
                 needed.update(ev)
+    for image_id in changes.column("image_id").slice(0, limit).to_pylist():
+        if image_id in page.row_of:
+            needed.add(page.row_of[image_id])
     page.load_thumbs(needed)
     out_root = summary.get("output", "OUT")
     body = [
@@ -196,6 +235,7 @@ def render_report(
         "(and <code>actions.csv</code>), one row per input image. For a folder-per-label "
         "dataset, for example:</p>",
         f"<pre>{_e(APPLY.format(out=out_root))}</pre>",
+        *_changes(page, changes, summary["changes"], limit),
     ]
     for reason, rows in by_reason.items():
         if not rows:

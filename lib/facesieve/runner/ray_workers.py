@@ -1,4 +1,4 @@
-"""Ray actor classes (imported only when Ray runs, so the local path never imports Ray)."""
+"""Ray actor classes (imported only when Ray runs, so the in-process path never imports Ray)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,12 @@ from typing import Any
 
 import ray
 
-from facesieve.faces.stage import EmbedStage
-from facesieve.runner.shard_task import run_shard
-from facesieve.sources import Shard
-from facesieve.storage.base import Store
+from facesieve.work import Step, Unit, UnitOutput
 
 
 @ray.remote(num_cpus=0)
 class ProgressCounter:
-    """Images processed so far, summed over workers, polled by the driver's progress bar."""
+    """Items processed so far, summed over workers, polled by the driver's progress."""
 
     def __init__(self) -> None:
         self._n = 0
@@ -27,26 +24,19 @@ class ProgressCounter:
 
 
 @ray.remote
-class ShardWorker:
-    """Loads the models once, then processes the shards the driver sends, one at a time."""
+class UnitWorker:
+    """Runs ``step.setup`` once, then the units the driver sends, one at a time."""
 
-    def __init__(
-        self,
-        stage: EmbedStage,
-        device: str,
-        threads: int,
-        out: Store,
-        fingerprint: str,
-        counter: Any,
-    ) -> None:
+    def __init__(self, step: Step, device: str, threads: int, counter: Any) -> None:
         import logging
 
         logging.basicConfig(level=logging.WARNING)
-        self.stage = stage
-        self.stage.setup(device, threads)
-        self.out = out
-        self.fingerprint = fingerprint
+        self.step = step
+        self.step.setup(device, threads)
         self.counter = counter
 
-    def run(self, shard: Shard) -> dict[str, Any]:
-        return run_shard(self.stage, shard, self.out, self.fingerprint, self.counter.add.remote)
+    def ready(self) -> bool:
+        return True
+
+    def run(self, unit: Unit) -> UnitOutput:
+        return self.step.process(unit, self.counter.add.remote)

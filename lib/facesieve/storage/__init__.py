@@ -11,12 +11,17 @@ from facesieve.storage.local import LocalStore
 from facesieve.storage.s3 import S3Store, parse_s3_uri
 
 
-def open_store(uri: str, s3_endpoint: str | None = None) -> Store:
-    """The store rooted at ``uri``: ``s3://bucket/prefix`` or a local path (created on write)."""
+def open_store(
+    uri: str, s3_endpoint: str | None = None, follow_external_links: bool = False
+) -> Store:
+    """The store rooted at ``uri``: ``s3://bucket/prefix`` or a local path (created on write).
+
+    ``follow_external_links`` lets a local input root read symbolic links that lead out of it.
+    """
     if uri.startswith("s3://"):
         bucket, prefix = parse_s3_uri(uri)
         return S3Store(bucket, prefix, endpoint=s3_endpoint)
-    return LocalStore(uri)
+    return LocalStore(uri, follow_external_links)
 
 
 __all__ = ["LocalStore", "ObjectInfo", "S3Store", "Store", "open_store", "parse_s3_uri"]

@@ -9,11 +9,18 @@ from typing import BinaryIO, Protocol
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """A listed file: its key relative to the store root, size, and a change tag (mtime/etag)."""
+    """A listed entry: its key relative to the store root, size, and a change tag (mtime/ETag).
+
+    ``problem`` is set when the entry cannot be read as a file, found while listing: a named
+    pipe, a broken link, a link leaving the root, a name that is not UTF-8, a folder that cannot
+    be listed. Such entries are still listed so that each becomes a row with its reason instead
+    of vanishing.
+    """
 
     key: str
     size: int
     tag: str
+    problem: str | None = None
 
 
 class Store(Protocol):
@@ -29,6 +36,10 @@ class Store(Protocol):
         """Every file under ``prefix``, recursively, sorted by key."""
         ...
 
+    def root_exists(self) -> bool:
+        """Whether the root folder (or the bucket) exists at all."""
+        ...
+
     def exists(self, key: str) -> bool: ...
 
     def read_bytes(self, key: str) -> bytes: ...
@@ -39,6 +50,19 @@ class Store(Protocol):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Atomic: readers see the old file or the whole new one, never a part."""
+        ...
+
+    def read_tagged(self, key: str) -> tuple[bytes, str]:
+        """The file and a tag that changes whenever it is rewritten (for ``replace_if``)."""
+        ...
+
+    def create_exclusive(self, key: str, data: bytes) -> str | None:
+        """Write ``key`` only if it does not exist: its new tag, or None when it already did."""
+        ...
+
+    def replace_if(self, key: str, data: bytes, tag: str) -> str | None:
+        """Rewrite ``key`` only if its tag is still ``tag``: the new tag, or None when it changed
+        or vanished (compare and swap)."""
         ...
 
     def sweep_partial(self) -> int:

@@ -1,8 +1,19 @@
-"""Local-folder store: atomic writes by temp file + rename in the same directory."""
+"""Local-folder store: atomic writes by temp file + rename in the same directory.
+
+Listing never stops at a strange entry and never hides one: named pipes, sockets and devices,
+broken links, links that leave the root, names that are not UTF-8 and folders that cannot be
+listed each come back as one ``ObjectInfo`` with a ``problem``, which the input reader turns into
+that entry's row. Reads open files without blocking and check that they are regular files, so a
+named pipe called ``x.jpg`` can never hang a job.
+"""
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,22 +22,62 @@ from typing import BinaryIO
 from facesieve.errors import StorageError
 from facesieve.storage.base import ObjectInfo
 
+# errno values worth retrying; every other OSError on a local file is that file's problem
+_TRANSIENT_ERRNOS = {errno.EINTR, errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE}
+
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def _printable(name: str) -> tuple[str, bool]:
+    """(name, ok): a name that is not valid UTF-8 comes back escaped (``caf\\xe9.jpg``)."""
+    try:
+        name.encode("utf-8")
+        return name, True
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace"), False
+
 
 class LocalStore:
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], follow_external_links: bool = False) -> None:
         self.root = Path(root).expanduser().resolve()
         self.root_uri = str(self.root)
+        # Links inside the root are read (datasets are often trees of links); links that lead
+        # out of it are refused unless asked for: an input root should not read /etc.
+        self.follow_external_links = follow_external_links
 
     def _path(self, key: str) -> Path:
-        # Lexical check: '..' may not climb out, but symlinks inside the root may point anywhere
-        # (datasets are often trees of links).
+        # Lexical check: '..' may not climb out; where links lead is checked on reading.
         path = Path(os.path.normpath(self.root / key)) if key else self.root
         if path != self.root and self.root not in path.parents:
             raise StorageError(f"key {key!r} escapes the store root {self.root}")
         return path
 
+    def _inside(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        return real == self.root_uri or real.startswith(self.root_uri + os.sep)
+
     def uri(self, key: str) -> str:
         return str(self._path(key))
+
+    def root_exists(self) -> bool:
+        return self.root.is_dir()
+
+    def _fail(self, action: str, key: str, exc: OSError) -> StorageError:
+        transient = exc.errno in _TRANSIENT_ERRNOS
+        return StorageError(
+            f"cannot {action} {self.uri(key)}: {exc.strerror or exc}", transient, str(exc.errno)
+        )
+
+    # -- listing ---------------------------------------------------------------------------
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         base = self._path(prefix)
@@ -36,40 +87,102 @@ class LocalStore:
             return
         if not base.is_dir():
             return
-        found = []
-        for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            for name in filenames:
-                if name.startswith("."):
-                    continue
-                full = Path(dirpath) / name
-                try:
-                    st = full.stat()
-                except OSError:  # dangling link: list it, reading it will report the error
-                    st = None
-                key = full.relative_to(self.root).as_posix()
+        found: list[ObjectInfo] = []
+        seen = {(base.stat().st_dev, base.stat().st_ino)}
+        stack = [base]
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError as exc:
+                key = folder.relative_to(self.root).as_posix() + "/"
                 found.append(
-                    ObjectInfo(key, st.st_size if st else 0, str(st.st_mtime_ns) if st else "")
+                    ObjectInfo(key, 0, "", f"cannot list this folder: {exc.strerror or exc}")
                 )
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                info, descend = self._entry(folder, entry, seen)
+                if descend is not None:
+                    stack.append(descend)
+                if info is not None:
+                    found.append(info)
         yield from sorted(found, key=lambda o: o.key)
+
+    def _entry(
+        self, folder: Path, entry: os.DirEntry[str], seen: set[tuple[int, int]]
+    ) -> tuple[ObjectInfo | None, Path | None]:
+        """(listed entry or None, folder to descend into or None) for one directory entry."""
+        name, printable = _printable(entry.name)
+        key = (folder / name).relative_to(self.root).as_posix()
+        if not printable:
+            what = "folder" if entry.is_dir(follow_symlinks=False) else "file"
+            return ObjectInfo(key, 0, "", f"{what} name is not valid UTF-8; not read"), None
+        try:
+            link = entry.is_symlink()
+            if link and not os.path.exists(entry.path):
+                return ObjectInfo(key, 0, "", "broken symbolic link"), None
+            if link and not self.follow_external_links and not self._inside(entry.path):
+                problem = "symbolic link leading outside the input root; not followed"
+                return ObjectInfo(key, 0, "", problem + " (source.follow_external_links)"), None
+            st = entry.stat(follow_symlinks=True)
+        except OSError as exc:
+            return ObjectInfo(key, 0, "", f"cannot read: {exc.strerror or exc}"), None
+        if stat.S_ISDIR(st.st_mode):
+            if link and self._inside(entry.path):
+                problem = "link to a folder inside the input; its files are listed where they are"
+                return ObjectInfo(key + "/", 0, "", problem), None
+            ident = (st.st_dev, st.st_ino)
+            if ident in seen:  # a link cycle, or a second link to a followed folder
+                return ObjectInfo(key + "/", 0, "", "folder already listed (link cycle)"), None
+            seen.add(ident)
+            return None, Path(entry.path)
+        if not stat.S_ISREG(st.st_mode):
+            return ObjectInfo(key, 0, "", f"not a regular file ({_kind(st.st_mode)})"), None
+        return ObjectInfo(key, st.st_size, str(st.st_mtime_ns)), None
+
+    # -- reading -----------------------------------------------------------------------------
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def read_bytes(self, key: str) -> bytes:
+    def _open(self, key: str) -> BinaryIO:
+        """A regular file opened for reading; never blocks, never follows a link outward."""
+        path = self._path(key)
+        if not self.follow_external_links and not self._inside(str(path)):
+            raise StorageError(f"cannot read {path}: symbolic link leading outside the root")
         try:
-            return self._path(key).read_bytes()
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
-            raise StorageError(f"cannot read {self.uri(key)}: {exc.strerror or exc}") from exc
+            raise self._fail("read", key, exc) from None
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError as exc:
+            os.close(fd)
+            raise self._fail("read", key, exc) from None
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise StorageError(f"cannot read {path}: not a regular file ({_kind(mode)})")
+        return os.fdopen(fd, "rb")
+
+    def read_bytes(self, key: str) -> bytes:
+        with self._open(key) as f:
+            try:
+                return f.read()
+            except OSError as exc:
+                raise self._fail("read", key, exc) from None
 
     def open_read(self, key: str) -> BinaryIO:
-        try:
-            return open(self._path(key), "rb")
-        except OSError as exc:
-            raise StorageError(f"cannot open {self.uri(key)}: {exc.strerror or exc}") from exc
+        return self._open(key)
 
-    def write_bytes(self, key: str, data: bytes) -> None:
-        path = self._path(key)
+    def read_tagged(self, key: str) -> tuple[bytes, str]:
+        data = self.read_bytes(key)
+        return data, hashlib.sha256(data).hexdigest()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _temp(self, path: Path, data: bytes) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
@@ -77,10 +190,53 @@ class LocalStore:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        return tmp
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        try:
+            tmp = self._temp(path, data)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise self._fail("write", key, exc) from None
+
+    def create_exclusive(self, key: str, data: bytes) -> str | None:
+        """A hard link from a complete temp file: the file appears whole or not at all."""
+        path = self._path(key)
+        tmp = self._temp(path, data)
+        try:
+            os.link(tmp, path)
+            return hashlib.sha256(data).hexdigest()
+        except FileExistsError:
+            return None
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def replace_if(self, key: str, data: bytes, tag: str) -> str | None:
+        """Compare and swap under an advisory lock on ``key``'s folder (every writer that swaps
+        takes the same lock; the file itself is replaced by rename, so it cannot carry one)."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = os.open(path.parent, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            try:
+                current = self.read_tagged(key)[1]
+            except StorageError:
+                return None
+            if current != tag:
+                return None
+            self.write_bytes(key, data)
+            return hashlib.sha256(data).hexdigest()
+        finally:
+            os.close(folder)
 
     def sweep_partial(self) -> int:
         """Delete temp files a killed writer left behind (``.NAME.*.tmp``); returns how many."""
@@ -92,4 +248,7 @@ class LocalStore:
         return removed
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._fail("delete", key, exc) from None

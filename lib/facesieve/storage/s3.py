@@ -2,18 +2,39 @@
 
 Credentials come from boto3's standard chain (environment, profile, instance role) and are never
 logged or put in messages. An endpoint override (``--s3-endpoint`` or ``AWS_ENDPOINT_URL``) reaches
-MinIO, SeaweedFS, Ceph and the like. Transient failures are retried with boto3's adaptive backoff.
+MinIO, SeaweedFS, Ceph and the like. boto3 retries each request a few times (adaptive mode, a few
+seconds in all); what still fails raises ``StorageError`` marked transient (network errors,
+timeouts, 5xx, throttling) or not (access denied, no such key or bucket), so the executor can ride
+out a longer outage with its own backoff and readers can turn a missing object into a row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+import io
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, cast
 
 from facesieve.errors import ConfigError, StorageError
 from facesieve.storage.base import ObjectInfo
 
 _RETRY = {"max_attempts": 8, "mode": "adaptive"}
+_TRANSIENT_CODES = {
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+    "500",
+    "502",
+    "503",
+    "504",
+    "OperationAborted",
+}
+_CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -26,6 +47,13 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
+def _code(exc: Exception) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        return str(response["Error"].get("Code", "")) or None
+    return None
+
+
 def _describe(exc: Exception) -> str:
     """An error text without request signatures or credentials: code and message only."""
     response = getattr(exc, "response", None)
@@ -33,6 +61,54 @@ def _describe(exc: Exception) -> str:
         err = response["Error"]
         return f"{err.get('Code', 'Error')}: {err.get('Message', '')}".strip()
     return type(exc).__name__
+
+
+def _transient(exc: Exception) -> bool:
+    """Network trouble, timeouts, 5xx and throttling: worth trying again later."""
+    from botocore.exceptions import (
+        ConnectionError as BotoConnectionError,
+    )
+    from botocore.exceptions import (
+        HTTPClientError,
+        ReadTimeoutError,
+        ResponseStreamingError,
+    )
+
+    if isinstance(exc, (BotoConnectionError, HTTPClientError, ReadTimeoutError)):
+        return True
+    if isinstance(exc, (ResponseStreamingError, ConnectionError, TimeoutError)):
+        return True
+    code = _code(exc)
+    if code is None:
+        return False
+    status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return code in _TRANSIENT_CODES or int(status or 0) >= 500
+
+
+class _Stream(io.RawIOBase):
+    """A response body whose read errors are ``StorageError``s, not OSErrors: a connection lost
+    in the middle of a tar must fail the unit (and be retried), not look like a damaged tar."""
+
+    def __init__(self, body: Any, fail: Callable[[Exception], StorageError]) -> None:
+        self._body, self._fail = body, fail
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._body.read(None if size is None or size < 0 else size)
+        except Exception as exc:
+            raise self._fail(exc) from None
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
 
 
 class S3Store:
@@ -70,7 +146,18 @@ class S3Store:
         return f"s3://{self.bucket}/{self._key(key)}"
 
     def _fail(self, action: str, key: str, exc: Exception) -> StorageError:
-        return StorageError(f"cannot {action} {self.uri(key)}: {_describe(exc)}")
+        return StorageError(
+            f"cannot {action} {self.uri(key)}: {_describe(exc)}", _transient(exc), _code(exc)
+        )
+
+    def root_exists(self) -> bool:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            return True
+        except Exception as exc:
+            if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                return False
+            raise self._fail("open bucket", "", exc) from None
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         full = self._key(prefix)
@@ -112,15 +199,42 @@ class S3Store:
 
     def open_read(self, key: str) -> BinaryIO:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
         except Exception as exc:
             raise self._fail("read", key, exc) from None
+        return cast(BinaryIO, _Stream(body, lambda exc: self._fail("read", key, exc)))
 
     def write_bytes(self, key: str, data: bytes) -> None:
         try:  # a single PUT is atomic: readers never see a partial object
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
         except Exception as exc:
             raise self._fail("write", key, exc) from None
+
+    def read_tagged(self, key: str) -> tuple[bytes, str]:
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return obj["Body"].read(), str(obj.get("ETag", ""))
+        except Exception as exc:
+            raise self._fail("read", key, exc) from None
+
+    def _conditional_put(self, key: str, data: bytes, **condition: str) -> str | None:
+        try:
+            answer = self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, **condition
+            )
+            return str(answer.get("ETag", ""))
+        except Exception as exc:
+            if _code(exc) in _CONFLICT_CODES:
+                return None
+            raise self._fail("write", key, exc) from None
+
+    def create_exclusive(self, key: str, data: bytes) -> str | None:
+        """A conditional PUT (``If-None-Match: *``): S3 creates the object at most once."""
+        return self._conditional_put(key, data, IfNoneMatch="*")
+
+    def replace_if(self, key: str, data: bytes, tag: str) -> str | None:
+        """A conditional PUT (``If-Match: ETAG``): compare and swap on the object's ETag."""
+        return self._conditional_put(key, data, IfMatch=tag)
 
     def sweep_partial(self) -> int:
         """Nothing to do: a PUT is all or nothing, S3 never holds a partial object."""

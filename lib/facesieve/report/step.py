@@ -1,0 +1,173 @@
+"""The report step (``facesieve clean OUT``): actions, summary, changes and the HTML page.
+
+Writes under ``OUT/report/``: ``actions.parquet`` and ``.csv`` (one row per input file),
+``summary.json``, ``changes.parquet`` (since the previous report, ``report.changes``),
+``index.html`` and the snapshot ``state.parquet``. The unit's digest covers the clusters, every
+embed shard and the thresholds, so an unchanged output root is not reported again.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from facesieve.clean.inputs import CleanInputs, load_inputs
+from facesieve.clean.rules import Decision, decide
+from facesieve.cluster.job import cluster_summary
+from facesieve.config import Config
+from facesieve.errors import ConfigError
+from facesieve.outputs import parquet_bytes, read_parquet
+from facesieve.report.changes import CHANGES_KEY, STATE_KEY, compare, state_table
+from facesieve.report.changes import counts as change_counts
+from facesieve.report.html import render_report
+from facesieve.storage.base import Store
+from facesieve.work import Marker, Resources, Unit, UnitOutput, digest, read_markers
+from facesieve.work.contract import Progress
+
+log = logging.getLogger(__name__)
+
+ACTIONS_KEY = "report/actions.parquet"
+ACTIONS_CSV = "report/actions.csv"
+SUMMARY_KEY = "report/summary.json"
+HTML_KEY = "report/index.html"
+UNIT = "report"
+VERSION = 3  # bump when the same inputs and thresholds give a different report
+
+
+def csv_bytes(actions: pa.Table) -> bytes:
+    """The action list as CSV: ``reasons`` joined with ';'."""
+    reasons = [";".join(r) for r in actions.column("reasons").to_pylist()]
+    table = actions.set_column(
+        actions.schema.get_field_index("reasons"), "reasons", pa.array(reasons, pa.string())
+    )
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf)
+    return buf.getvalue()
+
+
+def summarize(decision: Decision, statuses: list[str], mode: str, seconds: float) -> dict[str, Any]:
+    a = decision.actions
+    reasons = Counter(r for rs in a.column("reasons").to_pylist() for r in rs)
+    return {
+        "mode": mode,
+        "images": a.num_rows,
+        "status": dict(sorted(Counter(statuses).items())),
+        "actions": dict(sorted(Counter(a.column("action").to_pylist()).items())),
+        "reasons": dict(sorted(reasons.items())),
+        "labels": len(decision.label_names),
+        "duplicates": {
+            "exact": len(decision.duplicates.exact),
+            "near": len(decision.duplicates.near),
+            "candidate_face_pairs": decision.duplicates.candidates,
+            "pairs_compared": decision.duplicates.checked,
+        },
+        "timings": {**decision.timings, "total_s": round(seconds, 3)},
+        "throughput": {"images_per_s": round(a.num_rows / seconds, 1) if seconds else None},
+    }
+
+
+class CleanStep:
+    """One unit: the action list, summary, change report and HTML page of the whole output."""
+
+    name = "clean"
+    item_name = ""
+    owned_prefixes = ()
+
+    def __init__(
+        self, out: Store, config: Config, cluster_digest: str, graph_shards: list[str], faces: int
+    ) -> None:
+        self.out, self.config = out, config
+        self.cluster_digest, self.graph_shards = cluster_digest, graph_shards
+        # every embedding in RAM plus the rules' arrays: 6.9 GB at 1M faces (measured)
+        self.resources = Resources(cpus=1.0, memory_gb=round(faces * 7.0e-6 + 0.5, 1))
+
+    def plan(self, done: dict[str, Marker]) -> list[Unit]:
+        images = sorted((m.unit_id, m.digest) for m in read_markers(self.out, "embed").values())
+        report = {"rows": self.config.clean.report_rows}
+        d = digest(
+            self.name, VERSION, self.cluster_digest, images, asdict(self.config.clean), report
+        )
+        return [Unit(UNIT, d, "clean and report")]
+
+    def setup(self, device: str, threads: int) -> None:
+        pass
+
+    def process(self, unit: Unit, progress: Progress) -> UnitOutput:
+        started = time.perf_counter()
+        out, config = self.out, self.config
+        previous = _state(out)
+        if previous is not None and _digest_of(previous) == unit.digest:
+            # every file was written by an earlier attempt that died before its marker
+            summary = json.loads(out.read_bytes(SUMMARY_KEY))
+            return UnitOutput(_stats(summary), OUTPUTS, {})
+        inp = load_inputs(out, self.graph_shards)
+        mode = cluster_mode(out, self.graph_shards, inp)
+        decision = decide(inp, config.clean, mode, config.run.s3_endpoint, config.source.max_pixels)
+        state = state_table(inp.images, decision.actions)
+        changes = compare(previous, state)
+        statuses = inp.images.column("status").to_pylist()
+        summary = summarize(decision, statuses, mode, time.perf_counter() - started)
+        summary["changes"] = change_counts(changes)
+        summary["thresholds"] = asdict(config.clean)
+        summary["output"] = out.root_uri
+        out.write_bytes(CHANGES_KEY, parquet_bytes(changes))
+        out.write_bytes(ACTIONS_KEY, parquet_bytes(decision.actions))
+        out.write_bytes(ACTIONS_CSV, csv_bytes(decision.actions))
+        t = time.perf_counter()
+        page = render_report(inp, decision, summary, config, changes)
+        out.write_bytes(HTML_KEY, page.encode("utf-8"))
+        summary["timings"]["report_s"] = round(time.perf_counter() - t, 3)
+        summary["timings"]["total_s"] = round(time.perf_counter() - started, 3)
+        out.write_bytes(SUMMARY_KEY, json.dumps(summary, indent=1).encode())
+        # the snapshot goes last: the next report compares itself with it
+        state = state.replace_schema_metadata({DIGEST_META: unit.digest})
+        out.write_bytes(STATE_KEY, parquet_bytes(state))
+        progress(1)
+        return UnitOutput(_stats(summary), OUTPUTS, {})
+
+
+OUTPUTS = [CHANGES_KEY, ACTIONS_KEY, ACTIONS_CSV, HTML_KEY, SUMMARY_KEY, STATE_KEY]
+DIGEST_META = "facesieve.digest"
+
+
+def _state(out: Store) -> pa.Table | None:
+    return read_parquet(out, STATE_KEY) if out.exists(STATE_KEY) else None
+
+
+def _digest_of(state: pa.Table) -> str:
+    return (state.schema.metadata or {}).get(DIGEST_META.encode(), b"").decode()
+
+
+def _stats(summary: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "images": summary["images"],
+        "actions": summary["actions"],
+        "reasons": summary["reasons"],
+    }
+
+
+def cluster_mode(out: Store, graph_shards: list[str], inp: CleanInputs) -> str:
+    """The clustering's mode; without faces, labeled when most images carry a label."""
+    if graph_shards:
+        summary = cluster_summary(out)
+        if summary is None:
+            raise ConfigError(f"no clusters under {out.root_uri}: run `facesieve cluster` first")
+        return str(summary["mode"])
+    labeled = inp.images.column("label").null_count <= inp.n_images / 2
+    return "labeled" if labeled else "unlabeled"
+
+
+def read_summary(out: Store) -> dict[str, Any]:
+    return dict(json.loads(out.read_bytes(SUMMARY_KEY)))
+
+
+def read_actions(out: Store) -> pa.Table:
+    return read_parquet(out, ACTIONS_KEY)

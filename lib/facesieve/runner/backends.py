@@ -1,0 +1,272 @@
+"""Where units run: in the calling process, or on Ray actors that set up once and take units.
+
+Both backends speak the same small protocol to the executor loop: ``free()`` (can it take a
+unit now), ``submit(job)``, ``poll(timeout)`` (finished jobs, as events with an output or an
+error), ``busy()`` and ``close()``. Deadlines: the Ray backend kills an actor whose unit runs past
+``run.unit_timeout_s`` and starts a new one; in-process, the unit's progress callback raises once
+the deadline has passed (a check between chunks: a single blocking read cannot be interrupted
+in-process, which is why input files are opened without blocking).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from facesieve.config import RunConfig
+from facesieve.errors import ConfigError, DeadlineError
+from facesieve.runner.progress import Progress
+from facesieve.work import Step, Unit, UnitOutput
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    unit: Unit
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Event:
+    job: Job
+    output: UnitOutput | None
+    error: BaseException | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    count: int
+    device: str  # cpu | cuda
+    threads: int  # 0: the libraries' default (every core)
+    options: dict[str, Any]  # Ray actor options
+
+
+def _cuda_available() -> bool:
+    from facesieve.faces.backends import cuda_available
+
+    return cuda_available()
+
+
+_started_ray = False
+
+
+def ensure_ray(run: RunConfig) -> None:
+    """Join ``run.ray_address`` or start a local runtime, once, when a step first needs Ray."""
+    global _started_ray
+    import ray
+
+    if ray.is_initialized():
+        return
+    log.info("starting Ray (%s)", run.ray_address or "a local runtime")
+    ray.init(
+        address=run.ray_address,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=True,
+    )
+    _started_ray = True
+
+
+def shutdown_ray() -> None:
+    """Stop the Ray runtime if ``ensure_ray`` started it (a caller's own session is left)."""
+    global _started_ray
+    if _started_ray:
+        import ray
+
+        ray.shutdown()
+        _started_ray = False
+
+
+def plan_workers(step: Step, run: RunConfig, n_units: int) -> WorkerPlan:
+    """How many workers, on which device, with how many threads and which Ray resources."""
+    wants_gpu = step.resources.gpus > 0 and run.device != "cpu"
+    if run.runner == "local":
+        device = "cpu"
+        if wants_gpu and (run.device == "cuda" or _cuda_available()):
+            device = "cuda"
+        if run.device == "cuda" and device != "cuda" and step.resources.gpus > 0:
+            raise ConfigError("--device cuda was asked for but torch sees no CUDA GPU")
+        return WorkerPlan(1, device, run.threads_per_worker, {})
+    import ray
+
+    ensure_ray(run)
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    cpus = int(resources.get("CPU", 1))
+    if run.device == "cuda" and step.resources.gpus > 0 and gpus == 0:
+        raise ConfigError(
+            "--device cuda was asked for but the Ray cluster has no GPU; use --device auto or cpu"
+        )
+    use_gpu = wants_gpu and gpus > 0
+    options: dict[str, Any] = {"num_cpus": step.resources.cpus}
+    if step.resources.memory_gb:
+        options["memory"] = int(step.resources.memory_gb * 2**30)
+    if use_gpu:
+        options["num_gpus"] = step.resources.gpus
+        count = run.workers or max(1, int(gpus / step.resources.gpus))
+        threads = run.threads_per_worker or max(1, cpus // max(count, 1))
+        device = "cuda"
+    else:
+        count = run.workers or max(1, int(cpus / max(step.resources.cpus, 1e-3)))
+        device = "cpu"
+        # a step with a single unit (a global step) gets every core of a node for its threads
+        threads = run.threads_per_worker or (_node_cpus() if n_units == 1 else 1)
+    options["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(max(threads, 1))}}
+    return WorkerPlan(max(1, min(count, n_units)), device, threads, options)
+
+
+def _node_cpus() -> int:
+    import ray
+
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    return max((int(n["Resources"].get("CPU", 1)) for n in alive), default=os.cpu_count() or 1)
+
+
+class LocalBackend:
+    """One unit at a time in this process; ``poll`` runs the next submitted unit."""
+
+    def __init__(self, step: Step, plan: WorkerPlan, deadline_s: float) -> None:
+        self.step, self.deadline_s = step, deadline_s
+        self.progress: Progress | None = None
+        self._queue: list[Job] = []
+        step.setup(plan.device, plan.threads)
+
+    def free(self) -> bool:
+        return not self._queue
+
+    def busy(self) -> bool:
+        return bool(self._queue)
+
+    def submit(self, job: Job) -> None:
+        self._queue.append(job)
+
+    def poll(self, timeout: float) -> list[Event]:
+        if not self._queue:
+            time.sleep(timeout)
+            return []
+        job = self._queue.pop(0)
+        started = time.monotonic()
+        deadline = started + self.deadline_s
+
+        def report(n: int) -> None:
+            if self.progress is not None:
+                self.progress.add_items(n)
+            if time.monotonic() > deadline:
+                raise DeadlineError(f"{job.unit.label} ran past {self.deadline_s:.0f} s")
+
+        try:
+            output = self.step.process(job.unit, report)
+        except Exception as exc:
+            return [Event(job, None, exc, time.monotonic() - started)]
+        return [Event(job, output, None, time.monotonic() - started)]
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
+class RayBackend:
+    """Actors that load what the step needs once, then take one unit at a time."""
+
+    def __init__(
+        self, step: Step, plan: WorkerPlan, deadline_s: float, start_timeout_s: float
+    ) -> None:
+        import ray
+
+        from facesieve.runner.ray_workers import ProgressCounter, UnitWorker
+
+        self.step, self.plan, self.deadline_s = step, plan, deadline_s
+        self.progress: Progress | None = None
+        self._ray = ray
+        self._counter = ProgressCounter.remote()
+        self._new = lambda: UnitWorker.options(**plan.options).remote(
+            step, plan.device, plan.threads, self._counter
+        )
+        log.info(
+            "%s: starting %d Ray worker(s) on %s (%s)",
+            step.name,
+            plan.count,
+            plan.device,
+            {k: v for k, v in plan.options.items() if k != "runtime_env"},
+        )
+        self._workers = [self._new() for _ in range(plan.count)]
+        self._busy: dict[int, tuple[Any, Job, float]] = {}  # worker index -> (ref, job, started)
+        # Wait for the first worker: an impossible resource request (a GPU the cluster does not
+        # have) must end in an error, not in a wait without end.
+        ready, _ = ray.wait(
+            [w.ready.remote() for w in self._workers], num_returns=1, timeout=start_timeout_s
+        )
+        if not ready:
+            self.close()
+            raise ConfigError(
+                f"no Ray worker for step {step.name} started within {start_timeout_s:.0f} s: "
+                f"does the cluster have a node with {plan.options.get('num_gpus', 0)} GPU(s) "
+                f"and {plan.options.get('num_cpus')} CPU(s) free?"
+            )
+
+    def free(self) -> bool:
+        return len(self._busy) < len(self._workers)
+
+    def busy(self) -> bool:
+        return bool(self._busy)
+
+    def submit(self, job: Job) -> None:
+        w = next(i for i in range(len(self._workers)) if i not in self._busy)
+        self._busy[w] = (self._workers[w].run.remote(job.unit), job, time.monotonic())
+
+    def poll(self, timeout: float) -> list[Event]:
+        ray = self._ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        events: list[Event] = []
+        refs = {ref: w for w, (ref, _, _) in self._busy.items()}
+        ready: list[Any] = []
+        if refs:
+            ready, rest = ray.wait(list(refs), num_returns=1, timeout=timeout)
+            if ready and rest:
+                ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        else:
+            time.sleep(timeout)
+        for ref in ready:
+            w = refs[ref]
+            _, job, started = self._busy.pop(w)
+            try:
+                output = ray.get(ref)
+            except RayTaskError as exc:
+                cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+                events.append(Event(job, None, cause, time.monotonic() - started))
+            except RayActorError as exc:  # the worker died (OOM, segfault, node lost)
+                log.warning(
+                    "%s: a worker died on %s; starting a new one", self.step.name, job.unit.label
+                )
+                self._workers[w] = self._new()
+                events.append(Event(job, None, exc, time.monotonic() - started))
+            else:
+                events.append(Event(job, output, None, time.monotonic() - started))
+        now = time.monotonic()
+        for w, (_, job, started) in list(self._busy.items()):
+            if now - started > self.deadline_s:
+                log.warning(
+                    "%s: %s ran past %.0f s; stopping its worker",
+                    self.step.name,
+                    job.unit.label,
+                    self.deadline_s,
+                )
+                ray.kill(self._workers[w])
+                self._workers[w] = self._new()
+                del self._busy[w]
+                error = DeadlineError(f"{job.unit.label} ran past {self.deadline_s:.0f} s")
+                events.append(Event(job, None, error, now - started))
+        if self.progress is not None:
+            self.progress.items_done(ray.get(self._counter.total.remote()))
+        return events
+
+    def close(self) -> None:
+        for worker in self._workers:
+            self._ray.kill(worker)
+        self._ray.kill(self._counter)
+        self._busy.clear()
