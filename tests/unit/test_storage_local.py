@@ -44,3 +44,65 @@ def test_s3_uris_parse_and_pickle_without_a_client() -> None:
     assert isinstance(store, S3Store) and store.uri("x/y.jpg") == "s3://bucket/pre/x/y.jpg"
     clone = pickle.loads(pickle.dumps(store))
     assert clone.root_uri == "s3://bucket/pre" and clone._client is None
+
+
+def test_strange_entries_are_listed_with_a_problem_and_never_block(tmp_path: Path) -> None:
+    import os
+
+    root = tmp_path / "in"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "ok.jpg").write_bytes(b"x")
+    os.mkfifo(root / "a" / "pipe.jpg")
+    (root / "a" / "inside.jpg").symlink_to(root / "a" / "ok.jpg")
+    (tmp_path / "secret.jpg").write_bytes(b"outside")
+    (root / "a" / "outside.jpg").symlink_to(tmp_path / "secret.jpg")
+    (root / "a" / "broken.jpg").symlink_to(root / "nowhere.jpg")
+    (root / "again").symlink_to(root / "a")
+    bad = os.fsencode(str(root / "a")) + b"/caf\xe9.jpg"
+    with open(bad, "wb") as f:
+        f.write(b"x")
+    store = LocalStore(root)
+    listed = {o.key: o.problem for o in store.list()}
+    assert listed["a/ok.jpg"] is None and listed["a/inside.jpg"] is None
+    assert "named pipe" in listed["a/pipe.jpg"]
+    assert "outside the input root" in listed["a/outside.jpg"]
+    assert listed["a/broken.jpg"] == "broken symbolic link"
+    assert "inside the input" in listed["again/"]
+    assert "not valid UTF-8" in listed["a/caf\\xe9.jpg"]
+    with pytest.raises(StorageError, match="not a regular file"):
+        store.read_bytes("a/pipe.jpg")  # returns at once instead of waiting for a writer
+    with pytest.raises(StorageError, match="outside"):
+        store.read_bytes("a/outside.jpg")
+    assert LocalStore(root, follow_external_links=True).read_bytes("a/outside.jpg") == b"outside"
+    assert {o.key for o in LocalStore(root, follow_external_links=True).list()} >= {"a/outside.jpg"}
+
+
+def test_a_folder_that_cannot_be_listed_is_one_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "1.jpg").write_bytes(b"x")
+    (tmp_path / "b" / "2.jpg").write_bytes(b"x")
+    real = os.scandir
+
+    def scandir(path):  # a stand-in for a folder without read permission (tests run as root)
+        if str(path).endswith("/b"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    listed = {o.key: o.problem for o in LocalStore(tmp_path).list()}
+    assert listed == {"a/1.jpg": None, "b/": "cannot list this folder: Permission denied"}
+
+
+def test_create_exclusive_and_compare_and_swap(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    tag = store.create_exclusive("lock.json", b"one")
+    assert tag and store.create_exclusive("lock.json", b"two") is None
+    assert store.replace_if("lock.json", b"three", "not-the-tag") is None
+    new = store.replace_if("lock.json", b"three", tag)
+    assert new and store.read_tagged("lock.json") == (b"three", new)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lock.json"]  # no temp or mutex files

@@ -1,7 +1,8 @@
 """``facesieve`` commands: each calls the library and renders its result (parser.py parses).
 
-Exit codes: 0 everything succeeded; 1 some shards failed after retries (the rest is written);
-2 usage or configuration error.
+Exit codes: 0 everything succeeded; 1 some units failed after retries (the others are written,
+the global stages after them did not run) or a storage error stopped the run; 2 usage or
+configuration error, or another run holds the output root.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from facesieve.cli.parser import build_parser
 from facesieve.config import Config, load_config
-from facesieve.errors import ConfigError, FacesieveError, ModelError
+from facesieve.errors import ConfigError, FacesieveError, LockError, ModelError
 
 log = logging.getLogger("facesieve")
 
@@ -48,6 +49,8 @@ def _setup_logging(args: argparse.Namespace) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if not args.quiet:  # progress lines are what a nightly job's log should show by default
+        logging.getLogger("facesieve.progress").setLevel(min(level, logging.INFO))
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -256,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, ModelError) as exc:
+        log.error("%s", exc)
+        return 2
+    except LockError as exc:  # another run holds OUT: nothing was done
         log.error("%s", exc)
         return 2
     except FacesieveError as exc:

@@ -9,7 +9,9 @@ from facesieve import __version__
 EPILOG = """\
 INPUT and OUT are local paths or s3://bucket/prefix URIs. S3 credentials come from the standard
 AWS chain (environment, ~/.aws, instance role); --s3-endpoint or AWS_ENDPOINT_URL selects an
-S3-compatible store. Exit codes: 0 success, 1 some shards failed (others written), 2 usage error.
+S3-compatible store. One run at a time per OUT (a lease in OUT/_lock.json). Exit codes: 0
+success; 1 some units failed after retries (the others are written, later stages not run);
+2 usage or configuration error, or OUT is busy with another run.
 """
 
 
@@ -97,6 +99,18 @@ def _add_job(p: argparse.ArgumentParser) -> None:
         default=None,
         help="read symbolic links that lead out of the input root (default: refuse them, each "
         "becomes an 'unsupported' row)",
+    )
+
+
+def _add_index(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("index and kNN graph")
+    g.add_argument("--memory", metavar="SIZE", help="index memory budget, e.g. 8G (default 8G)")
+    g.add_argument(
+        "--factory", metavar="STR", help="FAISS index_factory string overriding the rule"
+    )
+    g.add_argument("--nprobe", type=int, metavar="N", help="IVF lists visited per query")
+    g.add_argument(
+        "--knn-k", type=int, metavar="K", help="neighbours per face in the kNN graph (default 32)"
     )
 
 
@@ -194,14 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         "index.retrain_factor.",
     )
     p.add_argument("out", metavar="OUT", help="output root of `facesieve embed`")
-    p.add_argument("--memory", metavar="SIZE", help="index memory budget, e.g. 8G (default 8G)")
-    p.add_argument(
-        "--factory", metavar="STR", help="FAISS index_factory string overriding the rule"
-    )
-    p.add_argument("--nprobe", type=int, metavar="N", help="IVF lists visited per query")
-    p.add_argument(
-        "--knn-k", type=int, metavar="K", help="neighbours per face in the kNN graph (0: none)"
-    )
+    _add_index(p)
     p.add_argument(
         "--merge",
         action="store_true",
@@ -261,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="OUT", help="output root")
     _add_job(p)
     _add_models(p)
+    _add_index(p)
     _add_cluster(p)
     _add_common(p)
 

@@ -65,15 +65,19 @@ class SeaweedS3:
         self.s3_port = s3_port
         self.proc: subprocess.Popen[bytes] | None = None
         self._ports: list[int] = []
+        self._named: dict[str, int] = {}
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.s3_port}"
 
     def start(self, timeout: float = 60.0) -> SeaweedS3:
+        """Start the server; after ``stop()`` it starts again on the same ports and data (an
+        outage, as the S3 retry test needs)."""
         rng = random.Random(os.getpid() ^ time.time_ns())
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        ports = {name: free_port_pair(rng) for name in ("master", "volume", "filer")}
+        ports = self._named or {name: free_port_pair(rng) for name in ("master", "volume", "filer")}
+        self._named = ports
         self.s3_port = self.s3_port or free_port_pair(rng)
         self._ports = [*ports.values(), self.s3_port]
         # SeaweedFS puts unix sockets and logs in $TMPDIR; keep them in the data folder so a
@@ -84,7 +88,7 @@ class SeaweedS3:
         cmd += ["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false"]
         cmd += [f"-{name}.port={port}" for name, port in ports.items()]
         cmd += ["-s3", f"-s3.port={self.s3_port}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
-        cmd += ["-master.volumeSizeLimitMB=64", "-volume.max=16", "-volume.preStopSeconds=0"]
+        cmd += ["-master.volumeSizeLimitMB=64", "-volume.max=100", "-volume.preStopSeconds=0"]
         if self.identities is not None:
             config = self.data_dir / "s3.json"
             config.write_text(json.dumps({"identities": self.identities}))

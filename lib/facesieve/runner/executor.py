@@ -113,7 +113,7 @@ def run_step(
         return with_retries(fn, what, backoff, run.retries)
 
     done: dict[str, Marker] = retried(lambda: read_markers(out, step.name), "reading markers")
-    units = step.plan(done)
+    units = retried(lambda: step.plan(done), f"planning {step.name}")
     if len({u.unit_id for u in units}) != len(units):
         raise RuntimeError(f"step {step.name} planned duplicate unit ids")
     removed = retried(lambda: _remove_stale(out, step, units, done), "removing stale outputs")

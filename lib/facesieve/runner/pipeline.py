@@ -26,7 +26,7 @@ from facesieve.errors import ConfigError
 from facesieve.faces.model_pack import ModelPack
 from facesieve.faces.stage import EmbedStep
 from facesieve.index.knn import KnnRefreshStep, KnnStep, write_state
-from facesieve.index.manifest import Manifest
+from facesieve.index.manifest import Manifest, read_manifest
 from facesieve.index.steps import FillStep, TrainStep, merge_shards, write_index_manifest
 from facesieve.report.step import CleanStep, read_summary
 from facesieve.runner.backends import shutdown_ray
@@ -198,10 +198,12 @@ def _index(run: _Run) -> None:
     fill = run.step(FillStep(out, train.markers["train"]))
     if not fill.ok:
         return
-    manifest = write_index_manifest(out, train.markers["train"], fill.markers)
-    write_state(out, manifest)
+    manifest = run.retried(
+        lambda: write_index_manifest(out, train.markers["train"], fill.markers), "the manifest"
+    )
+    run.retried(lambda: write_state(out, manifest), "the index state")
     if cfg.index.merge:
-        merge_shards(out, manifest)
+        run.retried(lambda: merge_shards(out, manifest), "merging the index")
     if not cfg.index.knn_k:
         return
     if not run.step(KnnStep(out, cfg.index, manifest)).ok:
@@ -210,11 +212,9 @@ def _index(run: _Run) -> None:
 
 
 def _graph(run: _Run) -> tuple[Manifest | None, Marker | None]:
-    from facesieve.index.manifest import read_manifest
-
-    manifest = read_manifest(run.out)
-    refresh = read_markers(run.out, KnnRefreshStep.name).get("refresh")
-    return manifest, refresh
+    manifest = run.retried(lambda: read_manifest(run.out), "reading the manifest")
+    refresh = run.retried(lambda: read_markers(run.out, KnnRefreshStep.name), "reading markers")
+    return manifest, refresh.get("refresh")
 
 
 def _cluster(run: _Run) -> None:
@@ -231,7 +231,8 @@ def _cluster(run: _Run) -> None:
 
 def _clean(run: _Run, info: dict[str, Any]) -> None:
     manifest, refresh = _graph(run)
-    cluster = read_markers(run.out, ClusterStep.name).get("clusters")
+    cluster = run.retried(lambda: read_markers(run.out, ClusterStep.name), "reading markers")
+    cluster = cluster.get("clusters")
     if manifest is not None and manifest.total:
         if cluster is None or refresh is None:
             raise ConfigError(
@@ -243,7 +244,7 @@ def _clean(run: _Run, info: dict[str, Any]) -> None:
     else:
         step = CleanStep(run.out, run.config, "no-faces", [], 0)
     if run.step(step).ok:
-        info["report"] = read_summary(run.out)
+        info["report"] = run.retried(lambda: read_summary(run.out), "reading the summary")
 
 
 def _clear_global(out: Store) -> None:

@@ -40,12 +40,14 @@ def classify(exc: BaseException) -> str:
 class Backoff:
     base_s: float = 5.0
     max_s: float = 60.0
-    jitter: float = 0.2  # +-20%: workers that failed together do not retry together
+    # up to +25%, never less: workers that failed together do not retry together, and the
+    # waits before the 5th attempt add up to at least 75 s, more than a minute of outage
+    jitter: float = 0.25
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after the ``attempt``-th failure (1-based)."""
         raw = min(self.max_s, self.base_s * 2 ** (attempt - 1))
-        return raw * random.uniform(1 - self.jitter, 1 + self.jitter)
+        return raw * random.uniform(1.0, 1.0 + self.jitter)
 
 
 def with_retries(fn: Callable[[], T], what: str, backoff: Backoff, retries: int) -> T:
