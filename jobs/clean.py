@@ -6,4 +6,4 @@ import sys
 from facesieve.cli.main import main
 
 if __name__ == "__main__":
-    sys.exit(main(["clean", *sys.argv[1:]]))
+    sys.exit(main(["clean", *sys.argv[1:], "--ray-address", "auto"]))

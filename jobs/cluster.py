@@ -1,10 +1,10 @@
 """`ray job submit ... -- python jobs/cluster.py OUT [flags]`: identities from the kNN graph.
-Runs on the head node (one process: the graph of a million faces fits one machine). Flags are
-those of `facesieve cluster`; no logic lives here."""
+One unit on one Ray worker (the graph of a million faces fits one machine). Flags are those of
+`facesieve cluster`; no logic lives here."""
 
 import sys
 
 from facesieve.cli.main import main
 
 if __name__ == "__main__":
-    sys.exit(main(["cluster", *sys.argv[1:]]))
+    sys.exit(main(["cluster", *sys.argv[1:], "--ray-address", "auto"]))

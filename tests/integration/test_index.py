@@ -116,6 +116,18 @@ def _graph(out: Path) -> dict[str, tuple[tuple[int, ...], tuple[float, ...]]]:
     return rows
 
 
+def _delete_rows(out: Path, shard: str, n: int) -> None:
+    """What embed writes when ``n`` files of a shard are deleted: the other rows, same ids."""
+    for folder in ("faces", "images"):
+        path = out / folder / f"{shard}.parquet"
+        pq.write_table(pq.read_table(path).slice(n), path)
+    marker_path = out / "_done" / "embed" / f"{shard}.json"
+    marker = json.loads(marker_path.read_text())
+    marker["digest"] += "-thinned"
+    marker["stats"]["faces"] -= n
+    marker_path.write_text(json.dumps(marker))
+
+
 @pytest.mark.parametrize("flat", [True, False], ids=["exact", "ivf"])
 def test_knn_refresh_matches_a_fresh_graph(vectors, tmp_path: Path, flat: bool) -> None:
     emb, labels = vectors
@@ -124,17 +136,20 @@ def test_knn_refresh_matches_a_fresh_graph(vectors, tmp_path: Path, flat: bool) 
     out, fresh = tmp_path / "nightly", tmp_path / "fresh"
     write_embed_output(LocalStore(out), emb[:n], labels[:n], shard_size=1_000)
     index(out, cfg)
-    # a night later: one shard gone (as embed leaves it: no marker, no outputs), two new ones
-    gone = sorted((out / "_done" / "embed").iterdir())[0]
+    # a night later: one shard gone (as embed leaves it: no marker, no outputs), 150 files
+    # deleted from another, two new shards
+    gone, thinned = sorted((out / "_done" / "embed").iterdir())[:2]
     for path in (
         gone,
         out / "faces" / f"{gone.stem}.parquet",
         out / "images" / f"{gone.stem}.parquet",
     ):
         path.unlink()
+    _delete_rows(out, thinned.stem, 150)
     write_embed_output(LocalStore(out), emb[n : n + 2_000], labels[n : n + 2_000], 1_000, 6)
     steps = index(out, cfg).steps
-    assert steps["knn"].processed == 2 and steps["knn-refresh"].processed == 1
+    assert steps["knn"].processed == 3 and steps["knn-refresh"].processed == 1
+    assert steps["knn"].markers[thinned.stem].stats["searched"] == 0  # its rows were kept
     assert steps["knn-refresh"].totals["rows_refreshed"] > 0
     assert steps["index-fill"].removed == 1 and steps["knn"].removed == 1
 
@@ -142,7 +157,7 @@ def test_knn_refresh_matches_a_fresh_graph(vectors, tmp_path: Path, flat: bool) 
         shutil.copytree(out / folder, fresh / folder)
     index(fresh, cfg)
     a, b = _graph(out), _graph(fresh)
-    assert a.keys() == b.keys() and len(a) == n - 1_000 + 2_000
+    assert a.keys() == b.keys() and len(a) == n - 1_000 - 150 + 2_000
     same = np.mean([a[f] == b[f] for f in a])
     if flat:
         assert same == 1.0  # exact index: the refreshed graph is the fresh graph

@@ -88,8 +88,7 @@ def load_inputs(out: Store, graph_shards: list[str]) -> CleanInputs:
         raise ConfigError(f"no clusters under {out.root_uri}: run `facesieve cluster` first")
     order = pc.sort_indices(faces, [("face_id", "ascending")])
     faces = faces.take(order)
-    emb = np.concatenate(chunks)[order.to_numpy()]
-    del chunks
+    emb = _in_order(chunks, order.to_numpy())
     face_ids = faces.column("face_id").combine_chunks()
     face_image = positions(faces.column("image_id"), images.column("image_id"))
     clusters = read_parquet(out, FACES_KEY)
@@ -115,6 +114,20 @@ def load_inputs(out: Store, graph_shards: list[str]) -> CleanInputs:
         neighbors=neighbors,
         sims=sims,
     )
+
+
+def _in_order(chunks: list[np.ndarray], order: np.ndarray) -> np.ndarray:
+    """The chunks' rows, concatenated, taken in ``order``; one (F, 512) array in memory at a
+    time plus one chunk, not two full copies. Empties ``chunks``."""
+    where = np.empty(len(order), np.int64)
+    where[order] = np.arange(len(order))  # destination of every source row
+    emb = np.empty((len(order), EMBEDDING_DIM), np.float32)
+    start = 0
+    while chunks:
+        chunk = chunks.pop(0)
+        emb[where[start : start + len(chunk)]] = chunk
+        start += len(chunk)
+    return emb
 
 
 def canonical_clusters(stable: np.ndarray) -> np.ndarray:

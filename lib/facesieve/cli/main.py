@@ -94,14 +94,16 @@ def run_text(info: dict[str, Any]) -> str:
         if name in steps:
             r = steps[name]
             lines.append(f"{name}: {r['units']} units, {r['processed']} run, {r['skipped']} done")
+    same = " (nothing changed: as in the last run)"
     if c := info.get("cluster"):
         ids = ", ".join(f"{k} {v}" for k, v in c.get("ids", {}).items())
         lines.append(
             f"clusters: {c['clusters']} identities, {c['noise']} unclustered faces ({c['mode']}); "
-            f"ids: {ids}"
+            f"ids: {ids}" + (same if steps.get("cluster", {}).get("processed") == 0 else "")
         )
     if rep := info.get("report"):
-        lines.append(_clean_text(rep, info["output"].rstrip("/")))
+        unchanged = steps.get("clean", {}).get("processed") == 0
+        lines.append(_clean_text(rep, info["output"].rstrip("/"), same if unchanged else ""))
     if info.get("stopped"):
         lines.append(f"STOPPED: {info['stopped']}")
     lines += [f"FAILED {f['step']} {f['label']}: {f['error']}" for f in info.get("failed", [])]
@@ -159,12 +161,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _clean_text(summary: dict[str, Any], out: str) -> str:
+def _clean_text(summary: dict[str, Any], out: str, note: str = "") -> str:
     acts = ", ".join(f"{k} {v}" for k, v in summary["actions"].items())
     reasons = ", ".join(f"{k} {v}" for k, v in summary["reasons"].items()) or "none"
     changes = ", ".join(f"{k} {v}" for k, v in summary.get("changes", {}).items())
     return (
-        f"actions: {acts}\nreasons: {reasons}\nsince the last report: {changes}"
+        f"actions: {acts}\nreasons: {reasons}\nsince the previous report: {changes}{note}"
         f"\nreport: {out}/report/index.html\nactions: {out}/report/actions.parquet"
     )
 

@@ -12,6 +12,7 @@ import io
 
 import faiss
 import numpy as np
+import pyarrow as pa
 
 from facesieve.outputs import faces_key, read_parquet
 from facesieve.storage.base import Store
@@ -60,10 +61,17 @@ def add_shard(index: faiss.Index, data: bytes) -> int:
     return len(ids)
 
 
-def read_vectors(store: Store, shard_id: str) -> tuple[np.ndarray, np.ndarray]:
+VECTOR_COLUMNS = ["face_id", "embedding", "index_id"]
+
+
+def vectors(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings (n, 512) float32 C-contiguous, as FAISS needs; index ids (n,) int64)."""
-    table = read_parquet(store, faces_key(shard_id), ["embedding", "index_id"])
     flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     dim = table.schema.field("embedding").type.list_size
     emb = np.ascontiguousarray(flat.reshape(-1, dim), dtype=np.float32)
     return emb, table.column("index_id").to_numpy().astype(np.int64)
+
+
+def read_vectors(store: Store, shard_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """The vectors and ids of one faces shard (``vectors``)."""
+    return vectors(read_parquet(store, faces_key(shard_id), ["embedding", "index_id"]))

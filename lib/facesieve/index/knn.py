@@ -32,7 +32,7 @@ from facesieve.config import IndexConfig
 from facesieve.errors import StorageError
 from facesieve.index.manifest import Manifest
 from facesieve.index.reader import DenseEmbeddings, IndexReader, top_k
-from facesieve.outputs import parquet_bytes, read_parquet
+from facesieve.outputs import faces_key, parquet_bytes, positions, read_parquet
 from facesieve.storage.base import Store
 from facesieve.work import Marker, Resources, Unit, UnitOutput, digest, read_markers
 from facesieve.work.contract import Progress
@@ -43,7 +43,7 @@ KNN_PREFIX = "index/knn/"
 STATES_PREFIX = "index/states/"
 VERSION = 1
 BATCH = 2048  # faces searched at once inside a unit
-REFRESH_UNIT = "refresh"
+REFRESH_STEP, REFRESH_UNIT = "knn-refresh", "refresh"
 
 
 def knn_file(shard_id: str) -> str:
@@ -104,11 +104,24 @@ class KnnStep:
         self.reader: IndexReader | None = None
 
     def plan(self, done: dict[str, Marker]) -> list[Unit]:
-        params = (self.k, self.cfg.candidates, self.cfg.nprobe)
-        return [
-            Unit(sid, digest(self.name, VERSION, e.digest, params), sid, e.count, sid)
-            for sid, e in sorted(self.manifest.shards.items())
-        ]
+        params = [self.k, self.cfg.candidates, self.cfg.nprobe]
+        refresh = read_markers(self.out, REFRESH_STEP).get(REFRESH_UNIT)
+        units = []
+        for sid, e in sorted(self.manifest.shards.items()):
+            previous = done.get(sid)
+            base = None  # the index state the shard's previous rows are complete for
+            if (
+                previous is not None
+                and previous.meta.get("params") == params
+                and previous.meta.get("generation") == self.manifest.generation
+            ):
+                covered = (
+                    refresh is not None and refresh.meta["covered"].get(sid) == previous.digest
+                )
+                base = refresh.meta["target"] if covered else previous.meta.get("against")
+            d = digest(self.name, VERSION, e.digest, params)
+            units.append(Unit(sid, d, sid, e.count, KnnWork(sid, base)))
+        return units
 
     def setup(self, device: str, threads: int) -> None:
         import faiss
@@ -118,24 +131,55 @@ class KnnStep:
         self.reader.dense()
 
     def process(self, unit: Unit, progress: Progress) -> UnitOutput:
+        """Rows for the shard's faces: kept from the shard's previous file where the face is
+        still there (the refresh brings them up to date), searched for the others."""
         if self.reader is None:
             raise RuntimeError("KnnStep.setup() must run before process()")
+        work: KnnWork = unit.payload
         dense = self.reader.dense()
-        table = self.reader.table(unit.payload)
+        table = read_parquet(self.out, faces_key(work.shard_id), ["face_id", "index_id"])
         ids = table.column("index_id").to_numpy()
-        emb = dense.emb[dense.positions(ids)]
         nb = np.full((len(ids), self.k), -1, np.int64)
         sims = np.full((len(ids), self.k), -np.inf, np.float32)
-        for start in range(0, len(ids), BATCH):
-            stop = start + BATCH
-            nb[start:stop], sims[start:stop] = self.reader.search_ids(
-                emb[start:stop], self.k, exclude=ids[start:stop]
+        kept = self._keep(work, ids, nb, sims)
+        todo = np.flatnonzero(~kept)
+        emb = dense.emb[dense.positions(ids[todo])]
+        for start in range(0, len(todo), BATCH):
+            rows = todo[start : start + BATCH]
+            nb[rows], sims[rows] = self.reader.search_ids(
+                emb[start : start + BATCH], self.k, exclude=ids[rows]
             )
-            progress(len(ids[start:stop]))
-        key = knn_file(unit.payload)
+            progress(len(rows))
+        progress(int(kept.sum()))
+        key = knn_file(work.shard_id)
         self.out.write_bytes(key, parquet_bytes(knn_table(table.column("face_id"), ids, nb, sims)))
-        meta = {"against": self.manifest.fingerprint()}
-        return UnitOutput({"faces": len(ids)}, [key], meta)
+        # kept rows are complete for the previous state only; new rows for every state since
+        # (merging faces that joined since into them again changes nothing): the older holds
+        meta = {
+            "against": work.base if kept.any() else self.manifest.fingerprint(),
+            "params": [self.k, self.cfg.candidates, self.cfg.nprobe],
+            "generation": self.manifest.generation,
+        }
+        return UnitOutput({"faces": len(ids), "searched": len(todo)}, [key], meta)
+
+    def _keep(self, work: KnnWork, ids: np.ndarray, nb: np.ndarray, sims: np.ndarray) -> np.ndarray:
+        """Fill the rows of faces that the previous file already had; which rows those are."""
+        kept = np.zeros(len(ids), bool)
+        if work.base is None or not self.out.exists(knn_file(work.shard_id)):
+            return kept
+        old = read_parquet(self.out, knn_file(work.shard_id))
+        old_ids = old.column("id").to_numpy()
+        at = positions(pa.array(ids), pa.array(old_ids))
+        kept = at >= 0
+        old_nb, old_sims = _arrays(old, self.k)
+        nb[kept], sims[kept] = old_nb[at[kept]], old_sims[at[kept]]
+        return kept
+
+
+@dataclass(frozen=True)
+class KnnWork:
+    shard_id: str
+    base: str | None  # the index state its previous rows are complete for; None: search all
 
 
 @dataclass(frozen=True)
@@ -147,7 +191,7 @@ class RefreshWork:
 class KnnRefreshStep:
     """One unit: every shard's rows brought up to date with the current index."""
 
-    name = "knn-refresh"
+    name = REFRESH_STEP
     item_name = ""
     owned_prefixes = ()
 
@@ -260,8 +304,10 @@ def _joined(tables: dict[str, pa.Table], since: list[str]) -> tuple[np.ndarray, 
         ss.append(sims.reshape(-1))
     x, y, s = np.concatenate(xs), np.concatenate(ys), np.concatenate(ss)
     ok = (x >= 0) & np.isfinite(s)
+    x, y, s = x[ok], y[ok], s[ok]
+    by_x = np.argsort(x, kind="stable")  # each shard's rows then find their edges by bisection
     faces = np.concatenate([tables[sid].column("id").to_numpy() for sid in since])
-    return faces, x[ok], y[ok], s[ok]
+    return faces, x[by_x], y[by_x], s[by_x]
 
 
 def _merge(
@@ -327,7 +373,10 @@ def _dense_candidates(
 def _grouped(
     row_ids: np.ndarray, xs: np.ndarray, ys: np.ndarray, ss: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate: joined face y is a candidate of row x when x is among y's neighbours."""
+    """Approximate: joined face y is a candidate of row x when x is among y's neighbours.
+    ``xs`` is sorted: only the slice within this shard's id range is looked at."""
+    lo, hi = np.searchsorted(xs, [row_ids.min(), row_ids.max() + 1])
+    xs, ys, ss = xs[lo:hi], ys[lo:hi], ss[lo:hi]
     order = np.argsort(row_ids, kind="stable")
     at = np.clip(np.searchsorted(row_ids[order], xs), 0, len(row_ids) - 1)
     hit = row_ids[order][at] == xs

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from facesieve.config import IndexConfig
 from facesieve.errors import ConfigError
-from facesieve.index.faiss_io import add_shard, from_bytes, read_vectors
+from facesieve.index.faiss_io import VECTOR_COLUMNS, add_shard, from_bytes, vectors
 from facesieve.index.manifest import Manifest, read_manifest
 from facesieve.outputs import faces_key, images_key, read_parquet
 from facesieve.schema import shard_number_of
@@ -82,11 +82,12 @@ class DenseEmbeddings:
     def __init__(self, reader: IndexReader) -> None:
         entries = sorted(reader.manifest.shards.values(), key=lambda e: e.shard_id)
         embs, ids, face_ids = [], [], []
-        for e in entries:
-            emb, shard_ids = read_vectors(reader.out, e.shard_id)
+        for e in entries:  # one read per shard, nothing cached beside these arrays
+            table = read_parquet(reader.out, faces_key(e.shard_id), VECTOR_COLUMNS)
+            emb, shard_ids = vectors(table)
             embs.append(emb)
             ids.append(shard_ids)
-            face_ids.append(reader.table(e.shard_id).column("face_id"))
+            face_ids.append(table.column("face_id"))
         self.emb = np.concatenate(embs) if embs else np.zeros((0, 512), np.float32)
         self.ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
         self.face_ids = pa.chunked_array(face_ids, pa.string()).combine_chunks()
@@ -111,10 +112,7 @@ class IndexReader:
         if manifest is None:
             raise ConfigError(f"no index under {out.root_uri}: run `facesieve index` first")
         self.out, self.cfg, self.manifest = out, cfg, manifest
-        self.index = self._load(manifest)
-        nprobe = cfg.nprobe or manifest.params.get("nprobe", 0)
-        if manifest.params.get("nlist") and nprobe:
-            faiss.ParameterSpace().set_index_parameter(self.index, "nprobe", int(nprobe))
+        self._index: faiss.Index | None = None
         self._by_number = manifest.by_number()
         self._tables: dict[str, pa.Table] = {}
         self._uris: dict[str, dict[str, str]] = {}
@@ -124,6 +122,16 @@ class IndexReader:
     def exact(self) -> bool:
         """Whether search is exhaustive (a flat index): then results are exact top-k."""
         return not self.manifest.params.get("nlist")
+
+    @property
+    def index(self) -> faiss.Index:
+        """The FAISS index, assembled on first use (a graph refresh often needs none)."""
+        if self._index is None:
+            self._index = self._load(self.manifest)
+            nprobe = self.cfg.nprobe or self.manifest.params.get("nprobe", 0)
+            if self.manifest.params.get("nlist") and nprobe:
+                faiss.ParameterSpace().set_index_parameter(self._index, "nprobe", int(nprobe))
+        return self._index
 
     def dense(self) -> DenseEmbeddings:
         """All embeddings in RAM (loaded once); re-ranking then needs no Parquet reads."""

@@ -16,7 +16,6 @@ report that finished all but its done-marker is recognised as finished.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,6 +25,7 @@ CHANGES_KEY = "report/changes.parquet"
 CHANGE_KINDS = ("added", "removed", "modified", "verdict")
 STATE_COLUMNS = ["image_id", "uri", "label", "bytes", "sha256", "action", "reasons"]
 
+REASONS = pa.list_(pa.string())
 CHANGES = pa.schema(
     [
         pa.field("change", pa.string(), nullable=False),  # added | removed | modified | verdict
@@ -57,42 +57,72 @@ def state_table(images: pa.Table, actions: pa.Table) -> pa.Table:
 
 
 def compare(previous: pa.Table | None, current: pa.Table) -> pa.Table:
-    """The change rows between two snapshots, sorted by change kind then uri."""
-    old = {r["image_id"]: r for r in previous.to_pylist()} if previous is not None else {}
-    rows: list[dict[str, Any]] = []
-    seen = set()
-    for new in current.to_pylist():
-        seen.add(new["image_id"])
-        before = old.get(new["image_id"])
-        if before is None:
-            kind = "added"
-        elif (before["bytes"], before["sha256"], before["label"]) != (
-            new["bytes"],
-            new["sha256"],
-            new["label"],
-        ):
-            kind = "modified"
-        elif (before["action"], before["reasons"]) != (new["action"], new["reasons"]):
-            kind = "verdict"
-        else:
-            continue
-        rows.append(_row(kind, new, before))
-    rows += [_row("removed", r, r, gone=True) for i, r in old.items() if i not in seen]
-    rows.sort(key=lambda r: (CHANGE_KINDS.index(r["change"]), r["uri"]))
-    return pa.Table.from_pylist(rows, schema=CHANGES)
+    """The change rows between two snapshots, sorted by change kind then uri (vectorised: a
+    million rows take a few seconds)."""
+    if previous is None:
+        previous = current.schema.empty_table()
+    at = pc.fill_null(pc.index_in(current["image_id"], value_set=previous["image_id"]), -1)
+    known = pc.greater_equal(at, 0)
+    before = previous.take(pc.if_else(known, at, 0)) if previous.num_rows else current
+    same_file = pc.and_(
+        pc.and_(
+            _same(before["bytes"], current["bytes"]), _same(before["sha256"], current["sha256"])
+        ),
+        _same(before["label"], current["label"]),
+    )
+    same_verdict = pc.and_(
+        _same(before["action"], current["action"]),
+        _same(_joined(before["reasons"]), _joined(current["reasons"])),
+    )
+    kind = pc.if_else(
+        pc.invert(known),
+        "added",
+        pc.if_else(pc.invert(same_file), "modified",
+                   pc.if_else(pc.invert(same_verdict), "verdict", None)),
+    )  # fmt: skip
+    keep = pc.is_valid(kind)
+    now = current.filter(keep)
+    old = before.filter(keep)
+    added = pc.equal(kind.filter(keep), "added")
+    rows = pa.table(
+        {
+            "change": kind.filter(keep),
+            "image_id": now["image_id"],
+            "uri": now["uri"],
+            "label": now["label"],
+            "old_action": pc.if_else(added, pa.scalar(None, pa.string()), old["action"]),
+            "new_action": now["action"],
+            "old_reasons": pc.if_else(added, pa.scalar(None, REASONS), old["reasons"]),
+            "new_reasons": now["reasons"],
+        }
+    )
+    gone = previous.filter(pc.invert(pc.is_in(previous["image_id"], value_set=current["image_id"])))
+    removed = pa.table(
+        {
+            "change": pa.array(["removed"] * gone.num_rows, pa.string()),
+            "image_id": gone["image_id"],
+            "uri": gone["uri"],
+            "label": gone["label"],
+            "old_action": gone["action"],
+            "new_action": pa.nulls(gone.num_rows, pa.string()),
+            "old_reasons": gone["reasons"],
+            "new_reasons": pa.nulls(gone.num_rows, REASONS),
+        }
+    )
+    table = pa.concat_tables([rows.cast(CHANGES), removed.cast(CHANGES)])
+    order = pc.index_in(table["change"], value_set=pa.array(CHANGE_KINDS))
+    table = table.append_column("_order", order)
+    return table.sort_by([("_order", "ascending"), ("uri", "ascending")]).drop_columns(["_order"])
 
 
-def _row(kind: str, new: dict[str, Any], old: dict[str, Any] | None, gone: bool = False) -> dict:
-    return {
-        "change": kind,
-        "image_id": new["image_id"],
-        "uri": new["uri"],
-        "label": new["label"],
-        "old_action": old["action"] if old is not None and kind != "added" else None,
-        "new_action": None if gone else new["action"],
-        "old_reasons": old["reasons"] if old is not None and kind != "added" else None,
-        "new_reasons": None if gone else new["reasons"],
-    }
+def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Element-wise equality where two nulls are equal."""
+    both_null = pc.and_(pc.is_null(a), pc.is_null(b))
+    return pc.or_(both_null, pc.fill_null(pc.equal(a, b), False))
+
+
+def _joined(reasons: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.binary_join(reasons, "|")
 
 
 def counts(changes: pa.Table) -> dict[str, int]:

@@ -165,7 +165,8 @@ def _execute(
     progress = Progress(
         step.name,
         len(todo),
-        sum(u.weight for u in todo) if step.item_name else 0,
+        # items are counted only when every unit knows its weight (a new tar does not)
+        sum(u.weight for u in todo) if step.item_name and all(u.weight for u in todo) else 0,
         step.item_name or "units",
         run.progress_interval_s,
         terminal=show_progress,
