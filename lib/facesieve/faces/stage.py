@@ -96,6 +96,10 @@ class EmbedStep:
             units.append(Unit(shard.shard_id, d, shard.uri, weight, work))
         return units
 
+    def __getstate__(self) -> dict[str, Any]:
+        # workers need no ledger (a million files' worth): units carry their shard's files
+        return {**self.__dict__, "ledger": None, "engine": None}
+
     def setup(self, device: str, threads: int) -> None:
         """Load the models; once per worker, not once per shard."""
         self.engine = FaceEngine(self.config.faces, device=device, threads=threads)

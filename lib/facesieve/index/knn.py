@@ -15,13 +15,14 @@ Two steps keep it equal to a fresh build while doing work in proportion to the c
     new faces' own rows as candidates (a face X gains new face Y when X is among Y's neighbours
     and Y beats X's K-th neighbour), which is as approximate as the index search itself.
   It rewrites only the files whose rows changed, and remembers the index state every row is now
-  complete for. Index states are kept as ``index/states/<fingerprint>.json`` (shard -> digest),
-  written with each manifest and pruned once no row refers to them.
+  complete for. An index state is the sorted list of face ids the index held, kept as
+  ``index/states/<fingerprint>.npy`` by the refresh that reached it and pruned once no row
+  refers to it; "joined since" is the set difference with today's ids.
 """
 
 from __future__ import annotations
 
-import json
+import io
 import logging
 from dataclasses import dataclass
 
@@ -51,7 +52,7 @@ def knn_file(shard_id: str) -> str:
 
 
 def state_key(fingerprint: str) -> str:
-    return f"{STATES_PREFIX}{fingerprint}.json"
+    return f"{STATES_PREFIX}{fingerprint}.npy"
 
 
 def knn_schema(k: int) -> pa.Schema:
@@ -81,12 +82,6 @@ def knn_table(face_ids: pa.Array, ids: np.ndarray, nb: np.ndarray, sims: np.ndar
         ],
         schema=knn_schema(k),
     )
-
-
-def write_state(out: Store, manifest: Manifest) -> None:
-    """Record which shards (and digests) the index holds in this state, for later refreshes."""
-    shards = {sid: e.digest for sid, e in manifest.shards.items()}
-    out.write_bytes(state_key(manifest.fingerprint()), json.dumps(shards).encode())
 
 
 class KnnStep:
@@ -224,26 +219,29 @@ class KnnRefreshStep:
         work: RefreshWork = unit.payload
         stale = {sid for sid, base in work.bases.items() if base != self.target}
         stats = {"shards_checked": len(stale), "rows_refreshed": 0, "files_rewritten": 0}
+        tables = {sid: read_parquet(self.out, knn_file(sid)) for sid in sorted(work.bases)}
         if stale:
-            stats.update(self._refresh(work.bases, stale))
+            stats.update(self._refresh(work.bases, stale, tables))
         progress(1)
+        ids = np.sort(np.concatenate([t.column("id").to_numpy() for t in tables.values()]))
+        self.out.write_bytes(state_key(self.target), _npy(ids))  # what the next run compares with
         for info in self.out.list(STATES_PREFIX):  # only the current state is referred to now
             if info.key != state_key(self.target):
                 self.out.delete(info.key)
         meta = {"target": self.target, "covered": work.knn_digests}
         return UnitOutput(stats, [], meta)
 
-    def _refresh(self, bases: dict[str, str], stale: set[str]) -> dict[str, int]:
-        shards = sorted(self.manifest.shards)
-        tables = {sid: read_parquet(self.out, knn_file(sid)) for sid in shards}
-        current = {sid: e.digest for sid, e in self.manifest.shards.items()}
+    def _refresh(
+        self, bases: dict[str, str], stale: set[str], tables: dict[str, pa.Table]
+    ) -> dict[str, int]:
         reader = IndexReader(self.out, self.cfg)
         dense = reader.dense()
+        everyone = np.sort(dense.ids)
         joined: dict[str, tuple[np.ndarray, ...]] = {}
         for base in {bases[s] for s in stale}:
             held = self._state(base)
-            since = [s for s in shards if held.get(s) != current[s]]  # shards that joined
-            joined[base] = _joined(tables, since)
+            new = everyone if held is None else np.setdiff1d(everyone, held, assume_unique=True)
+            joined[base] = _joined(tables, new)
         rows_refreshed = files = 0
         for sid in sorted(stale):
             table = tables[sid]
@@ -263,15 +261,22 @@ class KnnRefreshStep:
         log.info("knn-refresh: %d rows in %d files brought up to date", rows_refreshed, files)
         return {"rows_refreshed": rows_refreshed, "files_rewritten": files}
 
-    def _state(self, fingerprint: str) -> dict[str, str]:
+    def _state(self, fingerprint: str) -> np.ndarray | None:
+        """The sorted ids the index held in a state; None when unknown."""
         try:
-            return dict(json.loads(self.out.read_bytes(state_key(fingerprint))))
+            return np.load(io.BytesIO(self.out.read_bytes(state_key(fingerprint))))
         except StorageError as exc:
             if exc.transient:
                 raise
-            # an unknown base: every shard counts as joined since, which is slower, never wrong
-            log.warning("index state %s is unknown; refreshing against every shard", fingerprint)
-            return {}
+            # an unknown base: every face counts as joined since, which is slower, never wrong
+            log.warning("index state %s is unknown; refreshing against every face", fingerprint)
+            return None
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
 
 
 def _arrays(table: pa.Table, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -288,25 +293,26 @@ def _arrays(table: pa.Table, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.pad(nb, pad, constant_values=-1), np.pad(sims, pad, constant_values=-np.inf)
 
 
-def _joined(tables: dict[str, pa.Table], since: list[str]) -> tuple[np.ndarray, ...]:
-    """The faces of the shards that joined since a state, and their (x, y, sim) graph edges:
-    x is a neighbour of joined face y (the reverse candidates of an IVF refresh)."""
-    if not since:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, empty, np.zeros(0, np.float32)
-    ys, xs, ss = [], [], []
-    for sid in since:
-        table = tables[sid]
-        nb, sims = _arrays(table, table.schema.field("neighbor_ids").type.list_size)
+def _joined(tables: dict[str, pa.Table], faces: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The faces that joined since a state (sorted ids), and their (x, y, sim) graph edges: x is
+    a neighbour of joined face y (the reverse candidates of an IVF refresh)."""
+    empty = np.zeros(0, np.int64)
+    if not len(faces):
+        return faces, empty, empty, np.zeros(0, np.float32)
+    ys, xs, ss = [empty], [empty], [np.zeros(0, np.float32)]
+    for table in tables.values():
         y = table.column("id").to_numpy()
-        ys.append(np.repeat(y, nb.shape[1]))
-        xs.append(nb.reshape(-1))
-        ss.append(sims.reshape(-1))
+        mine = np.isin(y, faces, assume_unique=True)
+        if not mine.any():
+            continue
+        nb, sims = _arrays(table, table.schema.field("neighbor_ids").type.list_size)
+        ys.append(np.repeat(y[mine], nb.shape[1]))
+        xs.append(nb[mine].reshape(-1))
+        ss.append(sims[mine].reshape(-1))
     x, y, s = np.concatenate(xs), np.concatenate(ys), np.concatenate(ss)
     ok = (x >= 0) & np.isfinite(s)
     x, y, s = x[ok], y[ok], s[ok]
     by_x = np.argsort(x, kind="stable")  # each shard's rows then find their edges by bisection
-    faces = np.concatenate([tables[sid].column("id").to_numpy() for sid in since])
     return faces, x[by_x], y[by_x], s[by_x]
 
 

@@ -60,7 +60,20 @@ def tie_keys(face_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def top_k(
     ids: np.ndarray, sims: np.ndarray, ties: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the k best (id, sim) by decreasing sim then increasing tie key; -1/-inf pad."""
+    """Per row, the k best (id, sim) by decreasing sim then increasing tie key; -1/-inf pad.
+
+    Wide rows are first cut to the candidates at least as good as each row's k-th best (ties
+    included, so the order stays exact), then sorted: a full sort of thousands of columns per row
+    was most of a graph refresh's time.
+    """
+    if sims.shape[1] > 4 * k:
+        kth = -np.partition(-sims, k - 1, axis=1)[:, k - 1]
+        width = int((sims >= kth[:, None]).sum(axis=1).max())
+        if width < sims.shape[1]:
+            part = np.argpartition(-sims, width - 1, axis=1)[:, :width]
+            ids = np.take_along_axis(np.broadcast_to(ids, sims.shape), part, 1)
+            ties = np.take_along_axis(np.broadcast_to(ties, sims.shape), part, 1)
+            sims = np.take_along_axis(sims, part, 1)
     order = np.lexsort((ties, -sims.astype(np.float64)), axis=1)[:, :k]
     got_ids = np.take_along_axis(ids, order, 1)
     got_sims = np.take_along_axis(sims, order, 1)

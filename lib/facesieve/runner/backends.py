@@ -10,6 +10,7 @@ in-process, which is why input files are opened without blocking).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -22,6 +23,8 @@ from facesieve.runner.progress import Progress
 from facesieve.work import Step, Unit, UnitOutput
 
 log = logging.getLogger(__name__)
+
+MIN_DECLARED_GB = 1.0  # smaller memory needs are not declared to Ray
 
 
 @dataclass(frozen=True)
@@ -73,13 +76,58 @@ def ensure_ray(run: RunConfig) -> None:
 
 
 def shutdown_ray() -> None:
-    """Stop the Ray runtime if ``ensure_ray`` started it (a caller's own session is left)."""
+    """Stop the pooled workers, and the Ray runtime if ``ensure_ray`` started it (a caller's own
+    session is left running)."""
     global _started_ray
+    _POOL.close()
     if _started_ray:
         import ray
 
         ray.shutdown()
         _started_ray = False
+
+
+class _Pool:
+    """Idle worker actors, kept between the steps of one command and handed to the next step
+    that asks for the same resources: a worker process starts once, not once per step (each
+    start cost 1.5-2 s on 2 cores, most of a small nightly rerun)."""
+
+    def __init__(self) -> None:
+        self.idle: dict[str, list[Any]] = {}
+
+    @staticmethod
+    def key(options: dict[str, Any]) -> str:
+        return json.dumps(options, sort_keys=True)
+
+    def take(self, options: dict[str, Any], n: int) -> list[Any]:
+        """``n`` workers with these options: idle ones first; before new ones start, idle
+        workers of other kinds are stopped, or they would hold the CPUs the new ones need."""
+        from facesieve.runner.ray_workers import UnitWorker
+
+        key = self.key(options)
+        idle = self.idle.pop(key, [])
+        taken = [idle.pop() for _ in range(min(n, len(idle)))]
+        if len(taken) < n:
+            self.close()
+        else:
+            self.idle[key] = idle
+        return taken + [UnitWorker.options(**options).remote() for _ in range(n - len(taken))]
+
+    def give_back(self, options: dict[str, Any], workers: list[Any]) -> None:
+        self.idle.setdefault(self.key(options), []).extend(workers)
+
+    def close(self) -> None:
+        import sys
+
+        ray = sys.modules.get("ray")
+        for workers in self.idle.values():
+            for worker in workers:
+                if ray is not None and ray.is_initialized():
+                    ray.kill(worker)
+        self.idle.clear()
+
+
+_POOL = _Pool()
 
 
 def plan_workers(step: Step, run: RunConfig, n_units: int) -> WorkerPlan:
@@ -104,8 +152,8 @@ def plan_workers(step: Step, run: RunConfig, n_units: int) -> WorkerPlan:
         )
     use_gpu = wants_gpu and gpus > 0
     options: dict[str, Any] = {"num_cpus": step.resources.cpus}
-    if step.resources.memory_gb:
-        options["memory"] = int(step.resources.memory_gb * 2**30)
+    if step.resources.memory_gb >= MIN_DECLARED_GB:  # less: any worker has it, and undeclared
+        options["memory"] = int(step.resources.memory_gb * 2**30)  # workers can be shared
     if use_gpu:
         options["num_gpus"] = step.resources.gpus
         count = run.workers or max(1, int(gpus / step.resources.gpus))
@@ -170,36 +218,32 @@ class LocalBackend:
 
 
 class RayBackend:
-    """Actors that load what the step needs once, then take one unit at a time."""
+    """Actors (from the pool) that load what the step needs once, then take one unit at a time."""
 
     def __init__(
         self, step: Step, plan: WorkerPlan, deadline_s: float, start_timeout_s: float
     ) -> None:
         import ray
 
-        from facesieve.runner.ray_workers import ProgressCounter, UnitWorker
+        from facesieve.runner.ray_workers import ProgressCounter
 
         self.step, self.plan, self.deadline_s = step, plan, deadline_s
         self.progress: Progress | None = None
         self._ray = ray
         self._counter = ProgressCounter.remote()
-        self._new = lambda: UnitWorker.options(**plan.options).remote(
-            step, plan.device, plan.threads, self._counter
-        )
         log.info(
-            "%s: starting %d Ray worker(s) on %s (%s)",
+            "%s: %d Ray worker(s) on %s (%s)",
             step.name,
             plan.count,
             plan.device,
             {k: v for k, v in plan.options.items() if k != "runtime_env"},
         )
-        self._workers = [self._new() for _ in range(plan.count)]
+        self._workers = _POOL.take(plan.options, plan.count)
+        loads = [self._load(w) for w in self._workers]
         self._busy: dict[int, tuple[Any, Job, float]] = {}  # worker index -> (ref, job, started)
         # Wait for the first worker: an impossible resource request (a GPU the cluster does not
         # have) must end in an error, not in a wait without end.
-        ready, _ = ray.wait(
-            [w.ready.remote() for w in self._workers], num_returns=1, timeout=start_timeout_s
-        )
+        ready, _ = ray.wait(loads, num_returns=1, timeout=start_timeout_s)
         if not ready:
             self.close()
             raise ConfigError(
@@ -207,6 +251,16 @@ class RayBackend:
                 f"does the cluster have a node with {plan.options.get('num_gpus', 0)} GPU(s) "
                 f"and {plan.options.get('num_cpus')} CPU(s) free?"
             )
+
+    def _load(self, worker: Any) -> Any:
+        return worker.load.remote(self.step, self.plan.device, self.plan.threads, self._counter)
+
+    def _replace(self, w: int) -> None:
+        """A new worker in place of one that died or ran past its deadline."""
+        from facesieve.runner.ray_workers import UnitWorker
+
+        self._workers[w] = UnitWorker.options(**self.plan.options).remote()
+        self._load(self._workers[w])
 
     def free(self) -> bool:
         return len(self._busy) < len(self._workers)
@@ -243,7 +297,7 @@ class RayBackend:
                 log.warning(
                     "%s: a worker died on %s; starting a new one", self.step.name, job.unit.label
                 )
-                self._workers[w] = self._new()
+                self._replace(w)
                 events.append(Event(job, None, exc, time.monotonic() - started))
             else:
                 events.append(Event(job, output, None, time.monotonic() - started))
@@ -257,7 +311,7 @@ class RayBackend:
                     self.deadline_s,
                 )
                 ray.kill(self._workers[w])
-                self._workers[w] = self._new()
+                self._replace(w)
                 del self._busy[w]
                 error = DeadlineError(f"{job.unit.label} ran past {self.deadline_s:.0f} s")
                 events.append(Event(job, None, error, now - started))
@@ -266,7 +320,14 @@ class RayBackend:
         return events
 
     def close(self) -> None:
-        for worker in self._workers:
-            self._ray.kill(worker)
+        """Busy workers (a failed run) are stopped; idle ones drop the step and go back to the
+        pool for the next step."""
+        busy = {w for w in self._busy}
+        for w in busy:
+            self._ray.kill(self._workers[w])
+        idle = [worker for w, worker in enumerate(self._workers) if w not in busy]
+        for worker in idle:
+            worker.unload.remote()
+        _POOL.give_back(self.plan.options, idle)
         self._ray.kill(self._counter)
         self._busy.clear()

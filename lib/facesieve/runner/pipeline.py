@@ -25,7 +25,7 @@ from facesieve.config import Config
 from facesieve.errors import ConfigError
 from facesieve.faces.model_pack import ModelPack
 from facesieve.faces.stage import EmbedStep
-from facesieve.index.knn import KnnRefreshStep, KnnStep, write_state
+from facesieve.index.knn import KnnRefreshStep, KnnStep
 from facesieve.index.manifest import Manifest, read_manifest
 from facesieve.index.steps import FillStep, TrainStep, merge_shards, write_index_manifest
 from facesieve.report.step import CleanStep, read_summary
@@ -201,7 +201,6 @@ def _index(run: _Run) -> None:
     manifest = run.retried(
         lambda: write_index_manifest(out, train.markers["train"], fill.markers), "the manifest"
     )
-    run.retried(lambda: write_state(out, manifest), "the index state")
     if cfg.index.merge:
         run.retried(lambda: merge_shards(out, manifest), "merging the index")
     if not cfg.index.knn_k:

@@ -25,18 +25,28 @@ class ProgressCounter:
 
 @ray.remote
 class UnitWorker:
-    """Runs ``step.setup`` once, then the units the driver sends, one at a time."""
+    """A worker process that serves one step at a time: ``load`` runs the step's ``setup``
+    once, ``run`` does a unit, ``unload`` lets the step go so the process can serve the next."""
 
-    def __init__(self, step: Step, device: str, threads: int, counter: Any) -> None:
+    def __init__(self) -> None:
         import logging
 
         logging.basicConfig(level=logging.WARNING)
-        self.step = step
-        self.step.setup(device, threads)
-        self.counter = counter
+        self.step: Step | None = None
+        self.counter: Any = None
 
-    def ready(self) -> bool:
+    def load(self, step: Step, device: str, threads: int, counter: Any) -> bool:
+        self.step, self.counter = step, counter
+        step.setup(device, threads)
         return True
 
     def run(self, unit: Unit) -> UnitOutput:
+        if self.step is None:
+            raise RuntimeError("UnitWorker.run before load")
         return self.step.process(unit, self.counter.add.remote)
+
+    def unload(self) -> None:
+        import gc
+
+        self.step = self.counter = None
+        gc.collect()
