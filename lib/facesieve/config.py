@@ -123,7 +123,7 @@ class IndexConfig:
     nprobe: int = 0  # IVF lists visited per query; 0 = max(32, nlist / 64)
     retrain_factor: float = 4.0  # retrain when vectors grew past this x the count trained on
     candidates: int = 10  # re-rank this many x k approximate candidates (at least 100)
-    knn_k: int = 32  # neighbours per face in index/knn.parquet; 0 = no graph
+    knn_k: int = 32  # neighbours per face in index/knn/; 0 = no graph
     merge: bool = False  # also write every index shard into one index file (merged.faiss)
 
     def validate(self) -> None:

@@ -8,6 +8,8 @@ Parquet for an atomic put is here too, for every step.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +39,20 @@ def read_parquet(out: Store, key: str, columns: list[str] | None = None) -> pa.T
     return pq.read_table(io.BytesIO(out.read_bytes(key)), columns=columns)
 
 
+READ_THREADS = 4  # Parquet decoding and file reads release the GIL: 1.4x on 2 cores
+
+
+def read_parquets(
+    out: Store, keys: list[str], columns: list[str] | None = None
+) -> Iterator[pa.Table]:
+    """The tables of ``keys``, in that order, read a few at a time in threads (at most
+    ``2 * READ_THREADS`` waiting in memory, whatever the number of keys)."""
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        for start in range(0, len(keys), 2 * READ_THREADS):
+            window = keys[start : start + 2 * READ_THREADS]
+            yield from pool.map(lambda key: read_parquet(out, key, columns), window)
+
+
 def read_folder(
     out: Store, folder: str, columns: list[str], embeddings: list[np.ndarray] | None = None
 ) -> pa.Table | None:
@@ -45,11 +61,9 @@ def read_folder(
     With ``embeddings``, the ``embedding`` column is moved out into that list shard by shard (as
     float32 arrays), so Arrow never holds every embedding at once (2 GB per million faces).
     """
+    keys = sorted(i.key for i in out.list(f"{folder}/") if i.key.endswith(".parquet"))
     tables = []
-    for info in sorted(out.list(f"{folder}/"), key=lambda i: i.key):
-        if not info.key.endswith(".parquet"):
-            continue
-        table = pq.read_table(io.BytesIO(out.read_bytes(info.key)), columns=columns)
+    for table in read_parquets(out, keys, columns):
         if embeddings is not None:
             flat = table.column("embedding").combine_chunks().flatten().to_numpy()
             embeddings.append(flat.reshape(-1, EMBEDDING_DIM).astype(np.float32, copy=False))

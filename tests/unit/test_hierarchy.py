@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from facesieve.cluster.hierarchy import core_distances, hdbscan_knn, single_linkage, spanning_tree
+from facesieve.cluster.hierarchy import (
+    core_distances,
+    hdbscan_knn,
+    mutual_reachability_edges,
+    single_linkage,
+    spanning_tree,
+)
 from facesieve.devtools.synthetic import SphereModel, identities
 
 
@@ -83,3 +89,35 @@ def test_identities_inside_disconnected_parts_are_not_merged() -> None:
     got = hdbscan_knn(nb, sims, 5, 2)
     assert got.components == 3
     assert adjusted_rand_score(truth, got.labels) == 1.0
+
+
+def reference(neighbors: np.ndarray, dist: np.ndarray, core: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Every directed edge, made undirected, kept at its first occurrence (np.unique)."""
+    n, k = neighbors.shape
+    rows = np.repeat(np.arange(n, dtype=np.int64), k)
+    cols = neighbors.reshape(-1).astype(np.int64)
+    d = dist.reshape(-1)
+    ok = (cols >= 0) & np.isfinite(d) & (cols != rows)
+    rows, cols, d = rows[ok], cols[ok], d[ok]
+    w = np.maximum(np.maximum(core[rows], core[cols]), d)
+    lo, hi = np.minimum(rows, cols), np.maximum(rows, cols)
+    _, first = np.unique(lo * n + hi, return_index=True)
+    return lo[first], hi[first], w[first]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_edges_equal_the_sorted_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, k = 200, 8
+    neighbors = np.stack([rng.choice(n, k, replace=False) for _ in range(n)]).astype(np.int32)
+    neighbors[rng.random((n, k)) < 0.1] = -1
+    # asymmetric distances: which row an edge is taken from shows in its weight
+    dist = rng.random((n, k))
+    dist[(neighbors < 0) | (rng.random((n, k)) < 0.05)] = np.inf
+    core = core_distances(np.sort(dist, axis=1), 4)
+    got = mutual_reachability_edges(neighbors, dist, core)
+    want = reference(neighbors, dist, core)
+    assert len(want[0]) > n  # the graph has edges, many listed from both ends
+    order_got, order_want = np.lexsort(got[1::-1]), np.lexsort(want[1::-1])
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a[order_got], b[order_want])

@@ -113,7 +113,7 @@ def decide(
         for k, row in enumerate(rows):
             if int(srows[k]) in multi and not flags.mislabeled[k]:
                 b.add(int(row), "label_has_multiple_identities", multi[int(srows[k])])
-        split = split_labels(identities, cfg)
+        split = split_labels(inp, identities, face_label, cfg)
         member_rows = rows[identities.member[srows]]
         for row in member_rows:
             lab = int(image_label[row])

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from facesieve.errors import ConfigError
 from facesieve.index.knn import knn_file
-from facesieve.outputs import read_parquet
+from facesieve.outputs import positions, read_parquets
 from facesieve.storage.base import Store
 
 
@@ -34,7 +34,7 @@ def load_graph(out: Store, shard_ids: list[str]) -> KnnGraph:
     """The graph rows of the given faces shards (the index manifest's)."""
     if not shard_ids:
         raise ConfigError(f"no kNN graph under {out.root_uri}: run `facesieve index` first")
-    table = pa.concat_tables([read_parquet(out, knn_file(sid)) for sid in sorted(shard_ids)])
+    table = pa.concat_tables(read_parquets(out, [knn_file(sid) for sid in sorted(shard_ids)]))
     table = table.take(pc.sort_indices(table, [("face_id", "ascending")]))
     n = table.num_rows
     k = table.schema.field("neighbor_ids").type.list_size
@@ -42,11 +42,7 @@ def load_graph(out: Store, shard_ids: list[str]) -> KnnGraph:
     flat_ids = table.column("neighbor_ids").combine_chunks().flatten().to_numpy()
     flat_sims = table.column("neighbor_sims").combine_chunks().flatten()
     sims = flat_sims.to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, k)
-    order = np.argsort(ids, kind="stable")
-    # a sorted copy: searchsorted with ``sorter=`` was 8 of clustering's 54 s at a million faces
-    found = np.clip(np.searchsorted(ids[order], flat_ids), 0, max(n - 1, 0))
-    pos = order[found] if n else found
-    valid = (flat_ids >= 0) & (ids[pos] == flat_ids) if n else flat_ids >= 0
-    neighbors = np.where(valid, pos, -1).astype(np.int32).reshape(n, k)
+    # a hash lookup: 2.6x faster than bisecting 32M neighbour ids into a million sorted ids
+    neighbors = positions(pa.array(flat_ids), pa.array(ids)).astype(np.int32).reshape(n, k)
     sims = np.where(neighbors >= 0, sims, np.nan).astype(np.float32)
     return KnnGraph(table.column("face_id").combine_chunks(), ids, neighbors, sims)

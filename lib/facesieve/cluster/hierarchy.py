@@ -51,18 +51,31 @@ def core_distances(dist: np.ndarray, min_samples: int) -> np.ndarray:
 def mutual_reachability_edges(
     neighbors: np.ndarray, dist: np.ndarray, core: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unique undirected edges (i < j) of the kNN graph weighted max(core_i, core_j, d_ij)."""
-    n, k = neighbors.shape
-    rows = np.repeat(np.arange(n, dtype=np.int64), k)
-    cols = neighbors.reshape(-1).astype(np.int64)
-    d = dist.reshape(-1)
-    ok = (cols >= 0) & np.isfinite(d) & (cols != rows)
-    rows, cols, d = rows[ok], cols[ok], d[ok]
-    w = np.maximum(np.maximum(core[rows], core[cols]), d)
-    lo, hi = np.minimum(rows, cols), np.maximum(rows, cols)
-    key = lo * n + hi
-    key, first = np.unique(key, return_index=True)
-    return lo[first], hi[first], w[first]
+    """Unique undirected edges (i < j) of the kNN graph weighted max(core_i, core_j, d_ij).
+
+    An edge listed in both rows is taken from row i (the smaller), as it comes first. Found
+    without sorting: an edge i -> j with j < i is dropped when j's row lists i too (rows hold no
+    repeated neighbour). ``np.unique`` over the 32M edges of a million faces took 9 of
+    clustering's 50 s.
+    """
+    n = len(neighbors)
+    cols = neighbors.astype(np.int64)
+    rows = np.arange(n, dtype=np.int64)[:, None]
+    valid = (cols >= 0) & np.isfinite(dist) & (cols != rows)
+    fi, fc = np.nonzero(valid & (cols > rows))
+    bi, bc = np.nonzero(valid & (cols < rows))
+    back = cols[bi, bc]
+    listed = np.zeros(len(bi), bool)
+    step = 1 << 20
+    for s in range(0, len(bi), step):
+        j, i = back[s : s + step], bi[s : s + step]
+        listed[s : s + step] = ((neighbors[j] == i[:, None]) & valid[j]).any(axis=1)
+    bi, bc = bi[~listed], bc[~listed]
+    lo = np.concatenate([fi, cols[bi, bc]])
+    hi = np.concatenate([cols[fi, fc], bi])
+    d = np.concatenate([dist[fi, fc], dist[bi, bc]])
+    w = np.maximum(np.maximum(core[lo], core[hi]), d)
+    return lo, hi, w
 
 
 def spanning_tree(n: int, lo: np.ndarray, hi: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, int]:

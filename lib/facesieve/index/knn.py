@@ -33,7 +33,7 @@ from facesieve.config import IndexConfig
 from facesieve.errors import StorageError
 from facesieve.index.manifest import Manifest
 from facesieve.index.reader import DenseEmbeddings, IndexReader, top_k
-from facesieve.outputs import faces_key, parquet_bytes, positions, read_parquet
+from facesieve.outputs import faces_key, parquet_bytes, positions, read_parquet, read_parquets
 from facesieve.storage.base import Store
 from facesieve.work import Marker, Resources, Unit, UnitOutput, digest, read_markers
 from facesieve.work.contract import Progress
@@ -219,7 +219,9 @@ class KnnRefreshStep:
         work: RefreshWork = unit.payload
         stale = {sid for sid, base in work.bases.items() if base != self.target}
         stats = {"shards_checked": len(stale), "rows_refreshed": 0, "files_rewritten": 0}
-        tables = {sid: read_parquet(self.out, knn_file(sid)) for sid in sorted(work.bases)}
+        shards = sorted(work.bases)
+        read = read_parquets(self.out, [knn_file(s) for s in shards])
+        tables = dict(zip(shards, read, strict=True))
         if stale:
             stats.update(self._refresh(work.bases, stale, tables))
         progress(1)
@@ -338,6 +340,10 @@ def _merge(
         cand_ids, cand_sims = _dense_candidates(dense, ids[rows], faces, k)
     else:
         cand_ids, cand_sims = _grouped(ids[rows], xs, ys, ss)
+        some = (cand_ids >= 0).any(axis=1)  # rows no joined face points at stay as they are
+        rows, cand_ids, cand_sims = rows[some], cand_ids[some], cand_sims[some]
+        if not len(rows):
+            return nb, sims
     all_ids = np.concatenate([nb[rows], cand_ids], axis=1)
     all_sims = np.concatenate([sims[rows], cand_sims], axis=1)
     all_ids, all_sims = _dedupe(all_ids, all_sims)

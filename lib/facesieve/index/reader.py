@@ -20,9 +20,9 @@ import pyarrow.compute as pc
 
 from facesieve.config import IndexConfig
 from facesieve.errors import ConfigError
-from facesieve.index.faiss_io import VECTOR_COLUMNS, add_shard, from_bytes, vectors
+from facesieve.index.faiss_io import VECTOR_COLUMNS, add_shard, from_bytes
 from facesieve.index.manifest import Manifest, read_manifest
-from facesieve.outputs import faces_key, images_key, read_parquet
+from facesieve.outputs import faces_key, images_key, read_parquet, read_parquets
 from facesieve.schema import shard_number_of
 from facesieve.storage.base import Store
 
@@ -94,14 +94,25 @@ class DenseEmbeddings:
 
     def __init__(self, reader: IndexReader) -> None:
         entries = sorted(reader.manifest.shards.values(), key=lambda e: e.shard_id)
-        embs, ids, face_ids = [], [], []
-        for e in entries:  # one read per shard, nothing cached beside these arrays
-            table = read_parquet(reader.out, faces_key(e.shard_id), VECTOR_COLUMNS)
-            emb, shard_ids = vectors(table)
-            embs.append(emb)
-            ids.append(shard_ids)
+        ids, face_ids = [], []
+        # filled in place: concatenating per-shard arrays copied the 2 GB of a million faces again
+        self.emb = np.empty((sum(e.count for e in entries), reader.manifest.dim), np.float32)
+        at = 0
+        keys = [faces_key(e.shard_id) for e in entries]
+        for table in read_parquets(reader.out, keys, VECTOR_COLUMNS):  # nothing else cached
+            flat = table.column("embedding").combine_chunks().flatten()
+            n = table.num_rows
+            if at + n > len(self.emb):
+                break
+            self.emb[at : at + n] = flat.to_numpy(zero_copy_only=False).reshape(n, -1)
+            ids.append(table.column("index_id").to_numpy().astype(np.int64))
             face_ids.append(table.column("face_id"))
-        self.emb = np.concatenate(embs) if embs else np.zeros((0, 512), np.float32)
+            at += n
+        if at != len(self.emb):  # faces rewritten after the index was filled
+            raise ConfigError(
+                f"the index under {reader.out.root_uri} lists other faces than faces/ holds: "
+                "run `facesieve index` again"
+            )
         self.ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
         self.face_ids = pa.chunked_array(face_ids, pa.string()).combine_chunks()
         self.ties = tie_keys(self.face_ids)
