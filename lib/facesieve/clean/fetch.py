@@ -2,7 +2,8 @@
 
 Used for the few images the rules need pixels of (near-duplicate candidates, report thumbnails).
 Tar members are gathered in one streaming pass per tar; plain files are read in parallel. A file
-that vanished or fails to read is logged and left out: callers treat it as "no pixel evidence".
+that vanished or fails to read is left out (callers treat it as "no pixel evidence") and counted
+in one warning per call, with the first failure named; each one is logged at debug level.
 """
 
 from __future__ import annotations
@@ -40,18 +41,20 @@ def fetch_bytes(
         else:
             plain.append(uri)
     got: dict[str, bytes] = {}
+    failed: list[tuple[str, Exception]] = []
 
-    def read_one(uri: str) -> tuple[str, bytes | None]:
+    def read_one(uri: str) -> tuple[str, bytes | Exception]:
         try:
             store, key = _container(uri, s3_endpoint)
             return uri, store.read_bytes(key)
         except Exception as exc:
-            log.warning("cannot read back %s: %s", uri, exc)
-            return uri, None
+            return uri, exc
 
     with ThreadPoolExecutor(threads) as pool:
         for uri, data in pool.map(read_one, plain):
-            if data is not None:
+            if isinstance(data, Exception):
+                failed.append((uri, data))
+            else:
                 got[uri] = data
     for tar_uri, members in tars.items():
         try:
@@ -63,5 +66,16 @@ def fetch_bytes(
                         if f is not None:
                             got[f"{tar_uri}#{m.name}"] = f.read()
         except Exception as exc:
-            log.warning("cannot read back members of %s: %s", tar_uri, exc)
+            failed.append((tar_uri, exc))
+    for uri, exc in failed:
+        log.debug("cannot read back %s: %s", uri, exc)
+    if failed:
+        uri, exc = failed[0]
+        log.warning(
+            "cannot read back %d of %d files or tars (first: %s: %s)",
+            len(failed),
+            len(plain) + len(tars),
+            uri,
+            exc,
+        )
     return got
