@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from facesieve.clean import duplicates, pixel_cache
 from facesieve.config import Config
-from facesieve.runner.pipeline import RunResult, run_pipeline
+from facesieve.runner.pipeline import RunResult, run_command, run_pipeline
 from tests.integration.helpers import local_config
 
 ODD_LABEL = '<i>x&"y'  # a folder name that must come out escaped
@@ -233,3 +234,35 @@ def test_folder_without_faces_still_gets_a_report(tmp_path: Path) -> None:
     rows = pq.read_table(tmp_path / "out" / "report" / "actions.parquet").to_pylist()
     assert sorted(r["reasons"][0] for r in rows) == ["decode_error", "decode_error"]
     assert (tmp_path / "out" / "report" / "index.html").is_file()
+
+
+def test_pixel_scores_are_reused_by_the_next_report(
+    run: tuple[Path, RunResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report redone over the same images (here: another thumbnail count) reads no image
+    back for near-duplicate pairs it scored before, and decides the same."""
+    out = tmp_path / "out"
+    shutil.copytree(run[0], out)
+    fetched: list[str] = []
+    real_fetch = duplicates.fetch_bytes
+
+    def spy(uris, *a, **kw):  # type: ignore[no-untyped-def]
+        uris = list(uris)
+        fetched.extend(uris)
+        return real_fetch(uris, *a, **kw)
+
+    monkeypatch.setattr(duplicates, "fetch_bytes", spy)
+    cfg = local_config().with_overrides("clean", report_rows=7)
+    again = run_command("clean", str(out), cfg, stages=("clean",), show_progress=False)
+    dups = again.info["report"]["duplicates"]
+    assert dups["pairs_compared"] >= 1 and dups["near"] >= 1
+    assert dups["pairs_scored_earlier"] == dups["pairs_compared"]
+    assert fetched == []
+    before = pq.read_table(run[0] / "report" / "actions.parquet")
+    assert pq.read_table(out / "report" / "actions.parquet").equals(before)
+    # a score version the cache was not written with: every pair is read and scored again
+    monkeypatch.setattr(pixel_cache, "SCORE_VERSION", pixel_cache.SCORE_VERSION + 1)
+    cfg = local_config().with_overrides("clean", report_rows=8)
+    third = run_command("clean", str(out), cfg, stages=("clean",), show_progress=False)
+    assert third.info["report"]["duplicates"]["pairs_scored_earlier"] == 0
+    assert fetched and pq.read_table(out / "report" / "actions.parquet").equals(before)

@@ -16,7 +16,9 @@ import numpy as np
 
 from facesieve.clean.fetch import fetch_bytes
 from facesieve.clean.inputs import CleanInputs
+from facesieve.clean.pixel_cache import PairKey, face_key, pair_key
 from facesieve.clean.pixels import Patch, face_patches, same_photo_score
+from facesieve.clean.unionfind import UnionFind
 from facesieve.config import CleanConfig
 from facesieve.faces.decode import decode_image
 
@@ -29,6 +31,16 @@ class Duplicates:
     near: dict[int, tuple[int, float]]  # image row -> (kept image row, pixel score)
     candidates: int  # face pairs that reached the embedding threshold
     checked: int  # of those, pairs whose pixels could be compared
+    reused: int  # of those, pairs scored by an earlier report (``clean.pixel_cache``)
+    scores: dict[PairKey, float]  # the pixel score of every compared pair, to keep
+
+
+@dataclass(frozen=True)
+class NearDuplicates:
+    near: dict[int, tuple[int, float]]  # image row -> (kept image row, pixel score)
+    candidates: int
+    scores: dict[PairKey, float]
+    reused: int
 
 
 def _quality_order(inp: CleanInputs) -> np.ndarray:
@@ -43,20 +55,6 @@ def _quality_order(inp: CleanInputs) -> np.ndarray:
     rank = np.empty(len(order), np.int64)
     rank[order] = np.arange(len(order))
     return rank
-
-
-class _Groups:
-    def __init__(self, n: int) -> None:
-        self.parent = np.arange(n)
-
-    def find(self, a: int) -> int:
-        while self.parent[a] != a:
-            self.parent[a] = self.parent[self.parent[a]]
-            a = int(self.parent[a])
-        return a
-
-    def union(self, a: int, b: int) -> None:
-        self.parent[self.find(a)] = self.find(b)
 
 
 def exact_duplicates(inp: CleanInputs, rank: np.ndarray) -> dict[int, int]:
@@ -82,8 +80,10 @@ def near_duplicates(
     cfg: CleanConfig,
     s3_endpoint: str | None,
     max_pixels: int,
-) -> tuple[dict[int, tuple[int, float]], int, int]:
-    """Near-duplicate images among those that are not already exact copies."""
+    known: dict[PairKey, float],
+) -> NearDuplicates:
+    """Near-duplicate images among those that are not already exact copies; pairs whose score
+    is ``known`` are not read again."""
     img_of = inp.face_image
     n, k = inp.neighbors.shape
     src = np.repeat(np.arange(n), k)
@@ -98,33 +98,23 @@ def near_duplicates(
         canon[a] = b
     keep = canon[img_of[src]] != canon[img_of[dst]]
     lo, hi = np.minimum(src[keep], dst[keep]), np.maximum(src[keep], dst[keep])
-    pairs = {(int(a), int(b)) for a, b in np.unique(np.stack([lo, hi], 1), axis=0)}
+    pairs = sorted({(int(a), int(b)) for a, b in np.unique(np.stack([lo, hi], 1), axis=0)})
     if not pairs:
-        return {}, 0, 0
-    faces_needed = sorted({f for p in pairs for f in p})
-    uris = inp.images.column("uri").to_pylist()
-    data = fetch_bytes({uris[img_of[f]] for f in faces_needed}, s3_endpoint)
+        return NearDuplicates({}, 0, {}, 0)
     lms = np.asarray(inp.faces.column("landmarks").combine_chunks().flatten(), np.float32)
     lms = lms.reshape(-1, 10)
-    patches: dict[int, tuple[Patch, Patch]] = {}
-    decoded: dict[int, np.ndarray | None] = {}
-    for f in faces_needed:
-        i = int(img_of[f])
-        if i not in decoded:
-            raw = data.get(uris[i])
-            d = decode_image(raw, max_pixels, len(raw)) if raw is not None else None
-            decoded[i] = d.pixels if d is not None and d.pixels is not None else None
-        if decoded[i] is not None:
-            patches[f] = face_patches(decoded[i], lms[f])
-    groups = _Groups(inp.n_images)
+    sha = inp.images.column("sha256").to_pylist()
+    # faces of an image without a SHA-256 (only synthetic rows) have no key and are never kept
+    keys = {f: face_key(sha[img_of[f]], lms[f]) for f in {f for p in pairs for f in p}
+            if sha[img_of[f]]}  # fmt: skip
+    scores = {p: _known(known, keys, p) for p in pairs}
+    reused = sum(s is not None for s in scores.values())
+    unknown = [p for p, s in scores.items() if s is None]
+    scores.update(_pixel_scores(inp, unknown, lms, s3_endpoint, max_pixels))
+    groups = UnionFind(inp.n_images)
     best: dict[tuple[int, int], float] = {}
-    checked = 0
-    for fa, fb in sorted(pairs):
-        if fa not in patches or fb not in patches:
-            continue
-        checked += 1
-        score = same_photo_score(patches[fa], patches[fb])
-        if score >= cfg.near_dup_min_pixel:
+    for (fa, fb), score in scores.items():
+        if score is not None and score >= cfg.near_dup_min_pixel:
             a, b = int(canon[img_of[fa]]), int(canon[img_of[fb]])
             groups.union(a, b)
             key = (min(a, b), max(a, b))
@@ -139,7 +129,50 @@ def near_duplicates(
     for rows_ in members.values():
         keep_row = min(rows_, key=lambda r: rank[r])
         result.update({r: (keep_row, score_of[r]) for r in rows_ if r != keep_row})
-    return result, len(pairs), checked
+    kept = {
+        pair_key(keys[fa], keys[fb]): s
+        for (fa, fb), s in scores.items()
+        if s is not None and fa in keys and fb in keys
+    }
+    return NearDuplicates(result, len(pairs), kept, reused)
+
+
+def _known(
+    known: dict[PairKey, float], keys: dict[int, bytes], pair: tuple[int, int]
+) -> float | None:
+    a, b = keys.get(pair[0]), keys.get(pair[1])
+    return known.get(pair_key(a, b)) if a is not None and b is not None else None
+
+
+def _pixel_scores(
+    inp: CleanInputs,
+    pairs: list[tuple[int, int]],
+    lms: np.ndarray,
+    s3_endpoint: str | None,
+    max_pixels: int,
+) -> dict[tuple[int, int], float | None]:
+    """Pixel score of each face pair, reading and decoding each image once; None where either
+    image cannot be read back or decoded."""
+    img_of = inp.face_image
+    faces_needed = sorted({f for p in pairs for f in p})
+    uris = inp.images.column("uri").to_pylist()
+    data = fetch_bytes({uris[img_of[f]] for f in faces_needed}, s3_endpoint)
+    patches: dict[int, tuple[Patch, Patch]] = {}
+    decoded: dict[int, np.ndarray | None] = {}
+    for f in faces_needed:
+        i = int(img_of[f])
+        if i not in decoded:
+            raw = data.get(uris[i])
+            d = decode_image(raw, max_pixels, len(raw)) if raw is not None else None
+            decoded[i] = d.pixels if d is not None and d.pixels is not None else None
+        if decoded[i] is not None:
+            patches[f] = face_patches(decoded[i], lms[f])
+    return {
+        (fa, fb): same_photo_score(patches[fa], patches[fb])
+        if fa in patches and fb in patches
+        else None
+        for fa, fb in pairs
+    }
 
 
 def find_duplicates(
@@ -148,19 +181,21 @@ def find_duplicates(
     cfg: CleanConfig,
     s3_endpoint: str | None,
     max_pixels: int,
+    known: dict[PairKey, float] | None = None,
 ) -> Duplicates:
+    """Exact and near duplicates; ``known`` holds pixel scores kept from an earlier report."""
     rank = _quality_order(inp)
     exact = exact_duplicates(inp, rank)
-    near, candidates, checked = near_duplicates(
-        inp, usable, rank, exact, cfg, s3_endpoint, max_pixels
-    )
+    found = near_duplicates(inp, usable, rank, exact, cfg, s3_endpoint, max_pixels, known or {})
+    near = found.near
     # the kept byte copy may itself be a near duplicate: point at what is finally kept
     exact = {row: near[keep][0] if keep in near else keep for row, keep in exact.items()}
     log.info(
-        "duplicates: %d exact, %d near (%d candidate face pairs, %d compared)",
+        "duplicates: %d exact, %d near (%d candidate face pairs, %d compared, %d of them earlier)",
         len(exact),
         len(near),
-        candidates,
-        checked,
+        found.candidates,
+        len(found.scores),
+        found.reused,
     )
-    return Duplicates(exact, near, candidates, checked)
+    return Duplicates(exact, near, found.candidates, len(found.scores), found.reused, found.scores)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facesieve.clean.inputs import CleanInputs
+from facesieve.clean.unionfind import UnionFind
 from facesieve.config import CleanConfig
 
 DOMINANT_SHARE = 0.3
@@ -263,19 +264,12 @@ def split_labels(
         cos[pick] = np.einsum("pd,pd->p", ids.centroids[lo[pick]], ids.centroids[hi[pick]])
     close = cos >= cfg.split_min_cosine
     lo, hi = lo[close], hi[close]
-    parent = np.arange(n_labels)
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = int(parent[x])
-        return x
-
+    sets = UnionFind(n_labels)
     for x, y in zip(lo.tolist(), hi.tolist(), strict=True):
-        parent[find(x)] = find(y)
+        sets.union(x, y)
     groups: dict[int, list[int]] = {}
     for x in sorted(set(lo.tolist()) | set(hi.tolist())):
-        groups.setdefault(find(x), []).append(x)
+        groups.setdefault(sets.find(x), []).append(x)
     result: dict[int, tuple[int, float]] = {}
     for group in groups.values():
         main = max(group, key=lambda x: (ids.counts[x], -x))

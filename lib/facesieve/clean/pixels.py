@@ -21,6 +21,7 @@ import numpy as np
 
 from facesieve.faces.align import ARCFACE_TEMPLATE, similarity_transform
 
+SCORE_VERSION = 1  # bump when the same images and landmarks can score differently
 CANVAS = 64
 CONTEXT = 1.8  # canvas side / aligned-face side
 BLUR_SIGMA = 1.5  # smooths away resolution and JPEG differences between copies

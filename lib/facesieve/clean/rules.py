@@ -22,6 +22,7 @@ from facesieve.clean.labels import (
     own_similarity,
     split_labels,
 )
+from facesieve.clean.pixel_cache import PairKey
 from facesieve.clean.subjects import (
     first_subjects,
     largest_subjects,
@@ -52,8 +53,14 @@ def _codes(labels: list[str | None]) -> tuple[np.ndarray, list[str]]:
 
 
 def decide(
-    inp: CleanInputs, cfg: CleanConfig, mode: str, s3_endpoint: str | None, max_pixels: int
+    inp: CleanInputs,
+    cfg: CleanConfig,
+    mode: str,
+    s3_endpoint: str | None,
+    max_pixels: int,
+    known_scores: dict[PairKey, float] | None = None,
 ) -> Decision:
+    """Every rule over ``inp``; ``known_scores`` are pixel scores kept by an earlier report."""
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     img = inp.images
@@ -130,7 +137,7 @@ def decide(
     # crops of one event photo does not make them copies of each other
     shown = np.zeros(len(inp.face_image), bool)
     shown[subject[subject >= 0]] = True
-    dups = find_duplicates(inp, usable & shown, cfg, s3_endpoint, max_pixels)
+    dups = find_duplicates(inp, usable & shown, cfg, s3_endpoint, max_pixels, known_scores)
     for row, keep in dups.exact.items():
         b.add(row, "exact_duplicate", 1.0, duplicate_of=ids[keep])
     for row, (keep, score) in dups.near.items():

@@ -2,8 +2,10 @@
 
 Writes under ``OUT/report/``: ``actions.parquet`` and ``.csv`` (one row per input file),
 ``summary.json``, ``changes.parquet`` (since the previous report, ``report.changes``),
-``index.html`` and the snapshot ``state.parquet``. The unit's digest covers the clusters, every
-embed shard and the thresholds, so an unchanged output root is not reported again.
+``index.html``, the snapshot ``state.parquet`` and ``pixel_scores.parquet`` (near-duplicate
+pixel scores kept for the next report, ``clean.pixel_cache``). The unit's digest covers the
+clusters, every embed shard and the thresholds, so an unchanged output root is not reported
+again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from facesieve.clean.inputs import CleanInputs, load_inputs
+from facesieve.clean.pixel_cache import PIXEL_SCORES_KEY, load_scores, scores_bytes
 from facesieve.clean.rules import Decision, decide
 from facesieve.cluster.job import cluster_summary
 from facesieve.config import Config
@@ -68,6 +71,7 @@ def summarize(decision: Decision, statuses: list[str], mode: str, seconds: float
             "near": len(decision.duplicates.near),
             "candidate_face_pairs": decision.duplicates.candidates,
             "pairs_compared": decision.duplicates.checked,
+            "pairs_scored_earlier": decision.duplicates.reused,
         },
         "timings": {**decision.timings, "total_s": round(seconds, 3)},
         "throughput": {"images_per_s": round(a.num_rows / seconds, 1) if seconds else None},
@@ -110,7 +114,9 @@ class CleanStep:
             return UnitOutput(_stats(summary), OUTPUTS, {})
         inp = load_inputs(out, self.graph_shards)
         mode = cluster_mode(out, self.graph_shards, inp)
-        decision = decide(inp, config.clean, mode, config.run.s3_endpoint, config.source.max_pixels)
+        max_pixels = config.source.max_pixels
+        known = load_scores(out, max_pixels)
+        decision = decide(inp, config.clean, mode, config.run.s3_endpoint, max_pixels, known)
         state = state_table(inp.images, decision.actions)
         changes = compare(previous, state)
         statuses = inp.images.column("status").to_pylist()
@@ -121,6 +127,7 @@ class CleanStep:
         out.write_bytes(CHANGES_KEY, parquet_bytes(changes))
         out.write_bytes(ACTIONS_KEY, parquet_bytes(decision.actions))
         out.write_bytes(ACTIONS_CSV, csv_bytes(decision.actions))
+        out.write_bytes(PIXEL_SCORES_KEY, scores_bytes(decision.duplicates.scores, max_pixels))
         t = time.perf_counter()
         page = render_report(inp, decision, summary, config, changes)
         out.write_bytes(HTML_KEY, page.encode("utf-8"))
@@ -134,7 +141,15 @@ class CleanStep:
         return UnitOutput(_stats(summary), OUTPUTS, {})
 
 
-OUTPUTS = [CHANGES_KEY, ACTIONS_KEY, ACTIONS_CSV, HTML_KEY, SUMMARY_KEY, STATE_KEY]
+OUTPUTS = [
+    CHANGES_KEY,
+    ACTIONS_KEY,
+    ACTIONS_CSV,
+    PIXEL_SCORES_KEY,
+    HTML_KEY,
+    SUMMARY_KEY,
+    STATE_KEY,
+]
 DIGEST_META = "facesieve.digest"
 
 
