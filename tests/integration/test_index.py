@@ -62,6 +62,14 @@ def test_ivfpq_recall_against_exact_search(built: Path) -> None:
     np.testing.assert_allclose(sims[:, 0], 1.0, atol=1e-5)  # a query in the index finds itself
 
 
+def test_embeddings_read_on_first_use_equal_those_read_at_once(built: Path) -> None:
+    eager = IndexReader(LocalStore(built), ivf_config().index).dense()
+    lazy = IndexReader(LocalStore(built), ivf_config().index).dense(embeddings=False)
+    assert lazy._emb is None  # ids and tie keys only, until a row needs a vector
+    assert np.array_equal(lazy.ids, eager.ids) and np.array_equal(lazy.ties, eager.ties)
+    assert lazy.emb.shape == (N, 512) and np.array_equal(lazy.emb, eager.emb)
+
+
 def test_incremental_add_rewrite_and_retrain(vectors, tmp_path: Path) -> None:
     emb, labels = vectors
     out = tmp_path / "out"

@@ -106,3 +106,20 @@ def test_create_exclusive_and_compare_and_swap(tmp_path: Path) -> None:
     new = store.replace_if("lock.json", b"three", tag)
     assert new and store.read_tagged("lock.json") == (b"three", new)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lock.json"]  # no temp or mutex files
+
+
+def test_a_link_swapped_to_the_outside_is_refused_after_opening(tmp_path: Path) -> None:
+    """The check follows the opened descriptor, not a path resolved beforehand."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "secret.jpg").write_bytes(b"outside")
+    (root / "inside.jpg").write_bytes(b"inside")
+    store = LocalStore(root)
+    (root / "link.jpg").symlink_to(root / "inside.jpg")
+    assert store.read_bytes("link.jpg") == b"inside"
+    (root / "link.jpg").unlink()
+    (root / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    with pytest.raises(StorageError, match="outside"):
+        store.read_bytes("link.jpg")
+    with pytest.raises(StorageError, match="No such file"):
+        store.read_bytes("missing.jpg")

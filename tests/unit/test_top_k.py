@@ -1,6 +1,7 @@
 import numpy as np
+import pyarrow as pa
 
-from facesieve.index.reader import top_k
+from facesieve.index.reader import tie_keys, top_k
 
 
 def test_top_k_equals_a_full_sort_with_ties_and_missing_values() -> None:
@@ -18,3 +19,11 @@ def test_top_k_equals_a_full_sort_with_ties_and_missing_values() -> None:
         pad = ((0, 0), (0, k - want_ids.shape[1]))
         assert np.array_equal(got_ids, np.pad(want_ids, pad, constant_values=-1))
         assert np.array_equal(got_sims, np.pad(want_sims, pad, constant_values=-np.inf))
+
+
+def test_tie_keys_are_image_id_bits_then_the_face_index_capped_at_15() -> None:
+    ids = ["0123456789abcdef0123#0", "fedcba9876543210ffff#17", "00000000000000a0#3"]
+    expected = [(int(f[:15], 16) << 4) | min(int(f.rsplit("#", 1)[1]), 15) for f in ids]
+    assert tie_keys(pa.array(ids)).tolist() == expected
+    assert tie_keys(pa.chunked_array([ids[:1], ids[1:]])).tolist() == expected
+    assert tie_keys(pa.array([], pa.string())).shape == (0,)

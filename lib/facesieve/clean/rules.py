@@ -92,7 +92,7 @@ def decide(
         t = time.perf_counter()
         rows = np.flatnonzero(good & (image_label >= 0))
         identities = build_identities(inp, subject[rows], face_label, len(names))
-        subject = refine_subjects(
+        refined = refine_subjects(
             inp,
             usable,
             subject,
@@ -101,8 +101,10 @@ def decide(
             identities.counts >= 1,
             cfg.outlier_max_own,
         )
-        srows = subject[rows]
-        identities = build_identities(inp, srows, face_label, len(names))
+        srows = refined[rows]
+        if not np.array_equal(srows, subject[rows]):  # often none moves: one face per image
+            identities = build_identities(inp, srows, face_label, len(names))
+        subject = refined
         is_subject = np.zeros(len(inp.face_image), bool)
         is_subject[srows] = True
         labs = face_label[srows]

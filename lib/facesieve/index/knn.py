@@ -237,7 +237,8 @@ class KnnRefreshStep:
         self, bases: dict[str, str], stale: set[str], tables: dict[str, pa.Table]
     ) -> dict[str, int]:
         reader = IndexReader(self.out, self.cfg)
-        dense = reader.dense()
+        # embeddings are read only if a row must be searched again or compared densely
+        dense = reader.dense(embeddings=False)
         everyone = np.sort(dense.ids)
         joined: dict[str, tuple[np.ndarray, ...]] = {}
         for base in {bases[s] for s in stale}:
