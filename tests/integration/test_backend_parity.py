@@ -49,3 +49,16 @@ def test_recognizer_embeddings_agree(pack: ModelPack) -> None:
     b /= np.linalg.norm(b, axis=1, keepdims=True)
     assert a.shape == (3, 512)
     assert (a * b).sum(1).min() > 0.9999
+
+
+def test_a_face_gets_the_same_bits_whatever_shares_its_padded_batch(pack: ModelPack) -> None:
+    """With a fixed batch, a few faces embedded alone (a nightly rerun) equal the same faces in
+    a full batch (the fresh run): one input shape, one choice of kernels."""
+    rng = np.random.default_rng(5)
+    crops = rng.integers(0, 255, (6, 3, 112, 112)).astype(np.float32) / 127.5 - 1.0
+    backend = TorchBackend(pack.recognizer, "cpu", batch=8)
+    alone = backend.run(crops[:1])[0]
+    together = backend.run(crops)[0]
+    assert alone.shape == (1, 512) and together.shape == (6, 512)
+    assert np.array_equal(alone[0], together[0])
+    assert not np.array_equal(together[0], together[1])

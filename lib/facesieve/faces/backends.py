@@ -93,13 +93,19 @@ class TorchBackend:
     """The ONNX graph interpreted by torch, fp16 on CUDA (fp32 when run on the CPU for tests)."""
 
     def __init__(
-        self, path: str, device: str = "cuda", half: bool | None = None, threads: int = 0
+        self,
+        path: str,
+        device: str = "cuda",
+        half: bool | None = None,
+        threads: int = 0,
+        batch: int = 0,
     ) -> None:
         import torch
 
         from facesieve.faces.onnx_torch import load_onnx_as_torch
 
         self._torch = torch
+        self.batch = batch
         if threads > 0:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
@@ -113,14 +119,19 @@ class TorchBackend:
             torch.backends.cudnn.benchmark = os.environ.get("FACESIEVE_CUDNN_BENCHMARK", "0") == "1"
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Run on a batch padded to a power of two, so a job sees a handful of input shapes.
+        """Run on a batch padded to the full batch size (``batch``; else to a power of two).
 
-        With ``cudnn.benchmark`` every new shape is autotuned (about a second for these models);
-        unpadded remainder batches made a fresh process ~9x slower than a warm one on an H100.
+        One shape per input size means one choice of GPU kernels, so a face's fp16 result does
+        not depend on how many faces share its batch, and a nightly rerun that embeds a few files
+        in small batches meets no new shape (each costs seconds of kernel loading, and autotuning
+        with ``cudnn.benchmark``). Measured on an H100 (docs/BENCHMARKS.md, "Nightly reruns"):
+        rerun embed 11.5 s -> 1.1 s for 18 images; largest difference from a fresh run's
+        embeddings 2.4e-3 -> 1.9e-4.
         """
         torch = self._torch
         n = len(batch)
-        padded = 1 << max(n - 1, 0).bit_length()
+        whole = -(-n // self.batch) * self.batch if self.batch else 0
+        padded = whole or 1 << max(n - 1, 0).bit_length()
         if padded != n:
             batch = np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), batch.dtype)])
         with torch.inference_mode():
@@ -132,10 +143,11 @@ class TorchBackend:
             return [o[:n].float().cpu().numpy() for o in outs]
 
 
-def make_backend(path: str, device: str, threads: int = 0) -> Backend:
-    """The engine for ``device`` (already resolved to ``cpu`` or ``cuda``)."""
+def make_backend(path: str, device: str, threads: int = 0, batch: int = 0) -> Backend:
+    """The engine for ``device`` (already resolved to ``cpu`` or ``cuda``); on CUDA every call
+    is padded to ``batch`` rows (onnxruntime on the CPU gives the same bits at any batch)."""
     if device == "cuda":
-        return TorchBackend(path, "cuda", threads=threads)
+        return TorchBackend(path, "cuda", threads=threads, batch=batch)
     if device == "cpu":
         return OrtBackend(path, threads)
     raise ConfigError(f"unknown device {device!r}")

@@ -60,10 +60,12 @@ class FaceEngine:
             limit_threads(threads)
         self.models = ModelPack.resolve(cfg.detector, cfg.recognizer)
         self.device = resolve_device(device)
-        self.detector = make_backend(self.models.detector, self.device, threads)
-        self.recognizer = make_backend(self.models.recognizer, self.device, threads)
-        self.model_tag = self.models.recognizer_tag
         self.det_batch, self.embed_batch = cfg.batches(self.device)
+        self.detector = make_backend(self.models.detector, self.device, threads, self.det_batch)
+        self.recognizer = make_backend(
+            self.models.recognizer, self.device, threads, self.embed_batch
+        )
+        self.model_tag = self.models.recognizer_tag
         log.info("face engine on %s (%s)", self.device, self.detector.name)
 
     def is_aligned(self, image: np.ndarray) -> bool:
