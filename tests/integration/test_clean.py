@@ -32,6 +32,8 @@ def labeled(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Path:
     img.resize((img.width * 2 // 3, img.height * 2 // 3)).save(buf, "JPEG", quality=70)
     (folders[4] / "small.jpg").write_bytes(buf.getvalue())
     (folders[5]).rename(root / ODD_LABEL)
+    # a second truncated copy: the same bytes, but a broken file is no copy of a photo
+    shutil.copy(folders[0] / "truncated.jpg", folders[0] / "truncated-copy.jpg")
     # two people under one label: folders[6]'s person joins folders[7]
     for f in sorted(folders[6].iterdir()):
         f.rename(folders[7] / f"m{f.name}")
@@ -70,12 +72,12 @@ def test_every_image_has_one_action_row(run: tuple[Path, RunResult], labeled: Pa
 def test_broken_files_and_missing_faces(run: tuple[Path, RunResult]) -> None:
     rows = _rows(run[0])
     first = _folders(rows)[0]
-    for name in ("truncated.jpg", "notes.txt"):
-        assert rows[f"{first}/{name}"]["reasons"] == ["decode_error"]
+    for name in ("truncated.jpg", "truncated-copy.jpg", "notes.txt"):
+        assert rows[f"{first}/{name}"]["reasons"] == ["decode_error"]  # no exact_duplicate
         assert rows[f"{first}/{name}"]["action"] == "drop"
     assert rows[f"{first}/sky.jpg"]["reasons"] == ["no_face"]
     summary = run[1].info["report"]
-    assert summary["status"]["decode_error"] == 1 and summary["status"]["unsupported"] == 1
+    assert summary["status"]["decode_error"] == 2 and summary["status"]["unsupported"] == 1
     assert sum(summary["status"].values()) == summary["images"] == len(rows)
 
 

@@ -1,10 +1,12 @@
 """Exact duplicates (same bytes) and near duplicates (the same photograph, transformed).
 
-Exact: images sharing a SHA-256. Near: two images whose subject faces' embeddings agree
-(>= near_dup_min_cosine, pairs taken from the kNN graph) *and* whose face-aligned context pixels
-correlate (>= near_dup_min_pixel, ``clean.pixels``): the second test is what keeps two different
-photos of one person from being called duplicates. Each group keeps its best copy (decodable,
-most pixels, most bytes, then the smallest image_id so reruns agree); the others point to it.
+Exact: decodable images (status ``ok`` or ``no_face``) sharing a SHA-256; broken files that
+share bytes (truncated copies of one file) are each a decode error, not copies of a photo.
+Near: two images whose subject faces' embeddings agree (>= near_dup_min_cosine, pairs taken
+from the kNN graph) *and* whose face-aligned context pixels correlate (>= near_dup_min_pixel,
+``clean.pixels``): the second test is what keeps two different photos of one person from being
+called duplicates. Each group keeps its best copy (decodable, most pixels, most bytes, then the
+smallest image_id so reruns agree); the others point to it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facesieve import schema
 from facesieve.clean.fetch import fetch_bytes
 from facesieve.clean.inputs import CleanInputs
 from facesieve.clean.pixel_cache import PairKey, face_key, pair_key
@@ -23,6 +26,8 @@ from facesieve.config import CleanConfig
 from facesieve.faces.decode import decode_image
 
 log = logging.getLogger(__name__)
+
+DECODED = (schema.OK, schema.NO_FACE)  # the statuses of images whose pixels were read
 
 
 @dataclass(frozen=True)
@@ -58,11 +63,13 @@ def _quality_order(inp: CleanInputs) -> np.ndarray:
 
 
 def exact_duplicates(inp: CleanInputs, rank: np.ndarray) -> dict[int, int]:
+    """Image row -> the row kept in its place, for decodable images with the same bytes."""
     sha = inp.images.column("sha256").to_pylist()
     size = inp.images.column("bytes").to_pylist()
+    status = inp.images.column("status").to_pylist()
     groups: dict[str, list[int]] = {}
-    for row, (h, n) in enumerate(zip(sha, size, strict=True)):
-        if h and n:
+    for row, (h, n, st) in enumerate(zip(sha, size, status, strict=True)):
+        if h and n and st in DECODED:
             groups.setdefault(h, []).append(row)
     result: dict[int, int] = {}
     for rows in groups.values():

@@ -42,7 +42,7 @@ ACTIONS_CSV = "report/actions.csv"
 SUMMARY_KEY = "report/summary.json"
 HTML_KEY = "report/index.html"
 UNIT = "report"
-VERSION = 3  # bump when the same inputs and thresholds give a different report
+VERSION = 4  # bump when the same inputs and thresholds give a different report
 
 
 def csv_bytes(actions: pa.Table) -> bytes:
