@@ -19,6 +19,7 @@ DECODE_ERROR = "decode_error"
 TOO_LARGE = "too_large"
 UNSUPPORTED = "unsupported"
 STATUSES = (OK, NO_FACE, DECODE_ERROR, TOO_LARGE, UNSUPPORTED)
+DECODED = (OK, NO_FACE)  # files whose pixels were read
 
 # file types read as images (by extension, lower case); anything else is ``unsupported``
 IMAGE_EXTENSIONS = frozenset(

@@ -27,8 +27,6 @@ from facesieve.faces.decode import decode_image
 
 log = logging.getLogger(__name__)
 
-DECODED = (schema.OK, schema.NO_FACE)  # the statuses of images whose pixels were read
-
 
 @dataclass(frozen=True)
 class Duplicates:
@@ -69,7 +67,7 @@ def exact_duplicates(inp: CleanInputs, rank: np.ndarray) -> dict[int, int]:
     status = inp.images.column("status").to_pylist()
     groups: dict[str, list[int]] = {}
     for row, (h, n, st) in enumerate(zip(sha, size, status, strict=True)):
-        if h and n and st in DECODED:
+        if h and n and st in schema.DECODED:
             groups.setdefault(h, []).append(row)
     result: dict[int, int] = {}
     for rows in groups.values():

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 _END = object()
 VERSION = 1  # bump when the same files and settings give different rows
-REUSABLE = (schema.OK, schema.NO_FACE)  # rows whose work is worth keeping (read errors are not)
+REUSABLE = schema.DECODED  # rows whose work is worth keeping (read errors are not)
 FINGERPRINT_KEY = "facesieve.fingerprint"  # Parquet metadata of images/<shard>.parquet
 
 

@@ -11,7 +11,6 @@ grouped into shards.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import faiss
@@ -102,22 +101,13 @@ class DenseEmbeddings:
     Used where many queries are re-ranked at once (the kNN graph): one gather per batch instead
     of one Parquet lookup per candidate. With ``embeddings=False`` the embeddings are read on
     first use of ``emb``: a graph refresh that only merges new faces into old rows needs ids and
-    tie keys alone, and reading 2 GB of embeddings was a third of its time at a million faces.
+    tie keys alone, and reading the embeddings took about 9 of its 22 s at a million faces
+    (py-spy, in-process rerun).
     """
 
     def __init__(self, reader: IndexReader, embeddings: bool = True) -> None:
         self._reader = reader
-        self._keys = [
-            faces_key(e.shard_id)
-            for e in sorted(reader.manifest.shards.values(), key=lambda e: e.shard_id)
-        ]
-        self._emb: np.ndarray | None = None
-        columns = VECTOR_COLUMNS if embeddings else ["face_id", "index_id"]
-        ids, face_ids = [], []
-        for table in self._tables(columns):
-            ids.append(table.column("index_id").to_numpy().astype(np.int64))
-            face_ids.append(table.column("face_id"))
-        self.ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        self.ids, face_ids, self._emb = self._read(embeddings)
         self.face_ids = pa.chunked_array(face_ids, pa.string()).combine_chunks()
         self.ties = tie_keys(self.face_ids)
         self._order = np.argsort(self.ids, kind="stable")
@@ -127,45 +117,40 @@ class DenseEmbeddings:
     def emb(self) -> np.ndarray:
         """(N, dim) float32 embeddings in ``ids`` order, read on first use."""
         if self._emb is None:
-            # _tables fills self._emb as it goes; the ids must be the ones read the first time
-            ids = [t.column("index_id").to_numpy() for t in self._tables(["embedding", "index_id"])]
-            if not np.array_equal(np.concatenate(ids) if ids else self.ids[:0], self.ids):
-                self._emb = None
+            ids, _, emb = self._read(True)
+            if not np.array_equal(ids, self.ids):
                 raise ConfigError(
                     f"faces under {self._reader.out.root_uri} changed while the index was read"
                 )
-        if self._emb is None:
-            raise RuntimeError("embeddings were not read")
+            self._emb = emb
         return self._emb
 
-    def _tables(self, columns: list[str]) -> Iterator[pa.Table]:
-        """Every faces shard's ``columns``, in ``ids`` order; with ``embedding`` among them, the
-        vectors are copied into ``self._emb`` in place (concatenating per-shard arrays copied
-        the 2 GB of a million faces again) and the column dropped."""
-        total = sum(e.count for e in self._reader.manifest.shards.values())
-        emb = (
-            np.empty((total, self._reader.manifest.dim), np.float32)
-            if "embedding" in columns
-            else None
-        )
-        at = 0
-        for table in read_parquets(self._reader.out, self._keys, columns):  # nothing else cached
+    def _read(self, embeddings: bool) -> tuple[np.ndarray, list[pa.Array], np.ndarray | None]:
+        """(index ids, face id arrays, embeddings or None) of every faces shard in the index, in
+        shard order. Embeddings are copied into one array as they come (concatenating per-shard
+        arrays copied the 2 GB of a million faces again)."""
+        m = self._reader.manifest
+        keys = [faces_key(e.shard_id) for e in sorted(m.shards.values(), key=lambda e: e.shard_id)]
+        total = sum(e.count for e in m.shards.values())
+        emb = np.empty((total, m.dim), np.float32) if embeddings else None
+        columns = VECTOR_COLUMNS if embeddings else ["face_id", "index_id"]
+        ids, face_ids, at = [], [], 0
+        for table in read_parquets(self._reader.out, keys, columns):  # nothing else cached
             n = table.num_rows
             if at + n > total:
                 break
             if emb is not None:
                 flat = table.column("embedding").combine_chunks().flatten()
                 emb[at : at + n] = flat.to_numpy(zero_copy_only=False).reshape(n, -1)
-                table = table.drop_columns(["embedding"])
+            ids.append(table.column("index_id").to_numpy().astype(np.int64))
+            face_ids.append(table.column("face_id"))
             at += n
-            yield table
         if at != total:  # faces rewritten after the index was filled
             raise ConfigError(
                 f"the index under {self._reader.out.root_uri} lists other faces than faces/ "
                 "holds: run `facesieve index` again"
             )
-        if emb is not None:
-            self._emb = emb
+        return (np.concatenate(ids) if ids else np.zeros(0, np.int64)), face_ids, emb
 
     def positions(self, ids: np.ndarray) -> np.ndarray:
         """Row of each id; -1 where the index does not hold it."""
