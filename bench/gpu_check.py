@@ -29,7 +29,7 @@ from facesieve.config import Config, FaceConfig
 from facesieve.faces.backends import TorchBackend
 from facesieve.faces.decode import decode_image
 from facesieve.faces.engine import FaceEngine
-from facesieve.faces.verify import main_face
+from facesieve.faces.verify import largest_face
 from facesieve.runner.pipeline import run_embed
 
 
@@ -41,7 +41,7 @@ def parity(files: list[Path], faces_cfg: FaceConfig) -> dict:
         a, b = cpu.analyze([px])[0], gpu.analyze([px])[0]
         same_count += len(a) == len(b)
         if a and b:
-            cosines.append(float(main_face(a).embedding @ main_face(b).embedding))
+            cosines.append(float(largest_face(a).embedding @ largest_face(b).embedding))
     return {
         "images": len(files),
         "same_face_count": same_count,

@@ -9,7 +9,7 @@ from facesieve.cli.main import main
 from facesieve.config import FaceConfig
 from facesieve.faces.engine import FaceEngine
 from facesieve.faces.model_pack import bundled_photo
-from facesieve.faces.verify import main_face
+from facesieve.faces.verify import largest_face
 from tests.conftest import photo_pixels
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ def test_two_views_of_one_person_score_higher_than_two_people(engine: FaceEngine
     altered = np.clip(
         yao[:, ::-1].astype(np.float32) * 0.8 + rng.normal(0, 4, yao.shape), 0, 255
     ).astype(np.uint8)
-    a, b = (main_face(engine.analyze([img])[0]).embedding for img in (yao, altered))
+    a, b = (largest_face(engine.analyze([img])[0]).embedding for img in (yao, altered))
     same = float(a @ b)
     strangers = [
         float(p.embedding @ q.embedding) for i, p in enumerate(players) for q in players[i + 1 :]
@@ -59,7 +59,7 @@ def test_two_views_of_one_person_score_higher_than_two_people(engine: FaceEngine
 
 
 def test_aligned_crops_skip_detection(engine: FaceEngine) -> None:
-    face = main_face(engine.analyze([photo_pixels("yaoming.jpg")])[0])
+    face = largest_face(engine.analyze([photo_pixels("yaoming.jpg")])[0])
     from facesieve.faces.align import align_face
 
     crop = align_face(photo_pixels("yaoming.jpg"), face.landmarks)
@@ -93,3 +93,25 @@ def test_verify_cli_without_a_face_is_an_error_not_a_crash(tmp_path) -> None:
     Image.new("RGB", (200, 200), (120, 130, 140)).save(blank)
     assert main(["verify", str(blank), str(bundled_photo("yaoming.jpg")), "--device", "cpu"]) == 1
     assert main(["verify", str(tmp_path / "missing.jpg"), str(blank), "--device", "cpu"]) == 2
+
+
+def test_verify_json_names_the_faces_and_face_all_finds_the_best_pair(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    yao, gdp = str(bundled_photo("yaoming.jpg")), str(bundled_photo("gdp.jpg"))
+    assert main(["verify", yao, gdp, "--device", "cpu", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["face_rule"] == "subject" and out["face_a"]["index"] == 0
+    assert 0 <= out["face_b"]["index"] < 5 and len(out["face_b"]["bbox"]) == 4
+    single = out["cosine"]
+    assert main(["verify", yao, gdp, "--device", "cpu", "--json", "--face", "all"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert best["face_rule"] == "all" and best["cosine"] >= single
+    assert main(["verify", gdp, gdp, "--device", "cpu", "--face", "4"]) == 0  # the 5th face
+    assert "compared face 4 of 5" in capsys.readouterr().out
+
+
+def test_verify_face_number_out_of_range_exits_2(caplog: pytest.LogCaptureFixture) -> None:
+    yao, gdp = str(bundled_photo("yaoming.jpg")), str(bundled_photo("gdp.jpg"))
+    assert main(["verify", gdp, yao, "--device", "cpu", "--face", "1"]) == 2  # yaoming: 1 face
+    assert "--face 1 is out of range: the image has 1 face" in caplog.text

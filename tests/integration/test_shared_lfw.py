@@ -80,6 +80,27 @@ def test_search_with_a_second_photo_finds_the_person(
             main(["search", str(out), str(lfw / rel), "-k", "3", "--device", "cpu", "--json"]) == 0
         )
         faces = json.loads(capsys.readouterr().out)["faces"]
+        assert len(faces) == 1  # the default --face subject searches the subject face only
         subject = min(faces, key=lambda f: abs((f["bbox"][0] + f["bbox"][2]) / 2 - 125))
         hits += subject["matches"][0]["label"] == person
     assert len(queries) >= 20 and hits >= len(queries) - 1
+
+
+def test_verify_picks_tony_blairs_face_not_the_cut_off_bystander(
+    shared_faces: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Tony_Blair_0001 holds a 138 px half-face at the image edge beside the 137 px subject: the
+    largest-face rule compared the bystander; the default subject rule compares Tony Blair."""
+    import json
+
+    from facesieve.cli.main import main
+
+    lfw = shared_faces / "labeled" / "lfw" / "Tony_Blair"
+    pair = [str(lfw / "Tony_Blair_0001.jpg"), str(lfw / "Tony_Blair_0002.jpg")]
+    assert main(["verify", *pair, "--device", "cpu", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["same_person"] is True and out["face_rule"] == "subject"
+    x1, _, x2, _ = out["face_a"]["bbox"]
+    assert x1 > 0 and x2 < 250  # the complete face inside the frame
+    assert main(["verify", *pair, "--device", "cpu", "--json", "--face", "largest"]) == 0
+    assert json.loads(capsys.readouterr().out)["same_person"] is False

@@ -41,7 +41,7 @@ def first_subjects(inp: CleanInputs, usable: np.ndarray) -> np.ndarray:
 
 def largest_subjects(inp: CleanInputs, usable: np.ndarray) -> np.ndarray:
     """(I,) row of each image's largest face, usable faces first (unlabeled collections: the
-    same rule as ``faces.verify.main_face``)."""
+    same rule as ``--face largest`` in verify)."""
     subject = np.full(inp.n_images, -1, np.int64)
     if len(inp.face_image) == 0:
         return subject

@@ -127,7 +127,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             data.append(Path(name).read_bytes())
         except OSError as exc:
             raise ConfigError(f"cannot read {name}: {exc.strerror}") from exc
-    r = verify(engine, data[0], data[1], threshold, (args.image_a, args.image_b))
+    r = verify(engine, data[0], data[1], threshold, (args.image_a, args.image_b), args.face)
     verdict = "same" if r.same_person else "different"
     _emit(
         args,
@@ -139,8 +139,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "threshold": r.threshold,
             "faces_a": r.faces_a,
             "faces_b": r.faces_b,
+            "face_rule": args.face,
+            "face_a": asdict(r.face_a),
+            "face_b": asdict(r.face_b),
         },
-        f"{verdict} person (cosine {r.cosine:.4f}, threshold {r.threshold})",
+        f"{verdict} person (cosine {r.cosine:.4f}, threshold {r.threshold}); compared face "
+        f"{r.face_a.index} of {r.faces_a} at {r.face_a.bbox} with face {r.face_b.index} of "
+        f"{r.faces_b} at {r.face_b.bbox} (--face {args.face}"
+        + (": the most similar of all pairs)" if args.face == "all" else ")"),
     )
     return 0
 
@@ -209,7 +215,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from facesieve.faces.engine import FaceEngine
-    from facesieve.faces.verify import load_faces
+    from facesieve.faces.verify import choose_faces, load_photo
     from facesieve.index.reader import IndexReader
     from facesieve.storage import open_store
 
@@ -219,14 +225,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot read {args.image}: {exc.strerror}") from exc
     reader = IndexReader(open_store(args.out, cfg.run.s3_endpoint), cfg.index)
-    faces = sorted(
-        load_faces(FaceEngine(cfg.faces, cfg.run.device), data, args.image),
-        key=lambda f: -f.face_px,
-    )
-    found = reader.search(np.stack([f.embedding for f in faces]), args.k)
+    photo = load_photo(FaceEngine(cfg.faces, cfg.run.device), data, args.image)
+    chosen = choose_faces(photo, args.face)
+    chosen.sort(key=lambda i: -photo.faces[i].face_px)  # stable: equal sizes keep their order
+    found = reader.search(np.stack([photo.faces[i].embedding for i in chosen]), args.k)
     report = []
     lines = []
-    for i, (face, matches) in enumerate(zip(faces, found, strict=True)):
+    for i, matches in zip(chosen, found, strict=True):
+        face = photo.faces[i]
         box = [round(float(v), 1) for v in face.bbox]
         report.append(
             {
@@ -236,9 +242,13 @@ def cmd_search(args: argparse.Namespace) -> int:
                 "matches": [asdict(m) for m in matches],
             }
         )
-        lines.append(f"face {i} at {box} ({face.face_px:.0f} px):")
+        lines.append(f"face {i} of {len(photo.faces)} at {box} ({face.face_px:.0f} px):")
         lines += [f"  {m.similarity:.4f}  {m.label or '-'}  {m.uri}  {m.face_id}" for m in matches]
-    _emit(args, {"image": args.image, "faces": report}, "\n".join(lines))
+    _emit(
+        args,
+        {"image": args.image, "face_rule": args.face, "n_faces": len(photo.faces), "faces": report},
+        "\n".join(lines),
+    )
     return 0
 
 

@@ -28,6 +28,29 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="only errors; no progress bar")
 
 
+FACE_HELP = (
+    "which face of a photo to use: subject (default: the complete, central, large, "
+    "well-detected face; docs/OPERATIONS.md), largest, central, all, or N (the N-th face, "
+    "0-based, best detection score first)"
+)
+
+
+def face_choice(text: str) -> str | int:
+    """``--face`` value: a rule name, ``all``, or a face number (0-based, detection order)."""
+    if text in ("subject", "largest", "central", "all"):
+        return text
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not one of subject, largest, central, all or a face number (0, 1, ...)"
+    )
+
+
+def _add_face(p: argparse.ArgumentParser, all_means: str) -> None:
+    help_text = f"{FACE_HELP}; all: {all_means}"
+    p.add_argument("--face", type=face_choice, default="subject", metavar="RULE", help=help_text)
+
+
 def _add_models(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("models")
     g.add_argument(
@@ -187,14 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "verify",
         help="1:1: same person or not, with the cosine",
-        description="Compare the largest face of IMAGE_A with the largest face of IMAGE_B. "
-        "Prints the cosine similarity and 'same' when it reaches the threshold.",
+        description="Compare the subject face of IMAGE_A with the subject face of IMAGE_B "
+        "(--face chooses another face; the same choice applies to both images). Prints the "
+        "cosine similarity, 'same' when it reaches the threshold, and which faces were compared.",
     )
     p.add_argument("image_a", metavar="IMAGE_A")
     p.add_argument("image_b", metavar="IMAGE_B")
     p.add_argument(
         "--threshold", type=float, help="cosine at or above which faces match (default: LFW-tuned)"
     )
+    _add_face(p, "every face of A against every face of B, the most similar pair decides")
     _add_models(p)
     _add_common(p)
 
@@ -222,14 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
         "search",
         help="1:N: nearest faces in the index",
         description="Detect and embed the faces of IMAGE, search the index of OUT and print, for "
-        "each face (largest first), the K most similar indexed faces with uri, label, face_id and "
-        "exact cosine similarity.",
+        "the subject face (or the faces --face chooses), the K most similar indexed faces with "
+        "uri, label, face_id and exact cosine similarity.",
     )
     p.add_argument("out", metavar="OUT", help="output root with an index")
     p.add_argument("image", metavar="IMAGE", help="query photo")
     p.add_argument("-k", type=int, default=5, help="matches per query face (default 5)")
     p.add_argument("--nprobe", type=int, metavar="N", help="IVF lists visited per query")
     p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    _add_face(p, "every face, largest first")
     _add_models(p)
     _add_common(p)
 
