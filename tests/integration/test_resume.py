@@ -20,6 +20,11 @@ def _embed_cmd(data: Path, out: Path) -> list[str]:
             "--runner", "local", "--device", "cpu", "--shard-size", "8", "-q"]  # fmt: skip
 
 
+def _finished(markers: Path) -> list[Path]:
+    """Done-markers written whole: a writer killed mid-write leaves a ``.NAME.*.tmp`` file."""
+    return list(markers.glob("*.json"))
+
+
 def test_killed_run_resumes_to_the_same_outputs(demo_data: Path, tmp_path: Path) -> None:
     reference = tmp_path / "reference"
     run_embed(str(demo_data), str(reference), local_config().with_overrides("source", shard_size=8))
@@ -31,12 +36,12 @@ def test_killed_run_resumes_to_the_same_outputs(demo_data: Path, tmp_path: Path)
     markers = out / "_done" / "embed"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if markers.is_dir() and len(list(markers.iterdir())) >= 3:
+        if markers.is_dir() and len(_finished(markers)) >= 3:
             break
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_at_kill = len(list(markers.iterdir()))
+    done_at_kill = len(_finished(markers))
     assert 3 <= done_at_kill < total, "the kill must land part-way through the job"
     assert not (out / "run.json").exists()
 
