@@ -19,7 +19,7 @@ import yaml
 
 from facesieve.errors import ConfigError
 
-FINGERPRINT_VERSION = 2  # bump when the meaning of an output column changes
+FINGERPRINT_VERSION = 3  # bump when the meaning of an output column changes (3: photo_desc)
 MAX_SHARD_SIZE = 1_000_000  # files per shard: index ids keep 22 bits for a file's slot
 
 
@@ -159,12 +159,15 @@ class CleanConfig:
     min_face_px: float = 32.0  # subject face smaller than this (larger box side): low_quality
     min_det_score: float = 0.6  # subject detection score below this: low_quality
     min_sharpness: float = 10.0  # Laplacian variance of the aligned crop below this: low_quality
-    near_dup_min_cosine: float = 0.8  # embedding cosine that makes two images dup candidates
-    near_dup_min_pixel: float = 0.94  # pixel correlation (face-aligned context) confirming a dup
+    near_dup_min_cosine: float = 0.75  # face embedding cosine that makes two images candidates
+    near_dup_min_pixel: float = 0.96  # same-photograph pixel score (clean.pixels) confirming a dup
+    photo_dup_min_similarity: float = 0.95  # photo descriptors this close make candidates too
+    photo_dup_min_similarity_no_face: float = 0.8  # the same, when either image has no usable face
     mislabel_min_cosine: float = 0.4  # face vs the suggested label's identity, at least
     mislabel_max_own: float = 0.2  # face vs its own label's identity, at most
     mislabel_margin: float = 0.2  # suggested minus own similarity, at least
-    outlier_max_own: float = 0.15  # face vs its own label's identity below this: outlier
+    outlier_max_own: float = 0.25  # face vs its own label's identity below this: outlier
+    outlier_full_face_px: float = 80.0  # smaller faces need less own support (weaker evidence)
     split_min_cosine: float = 0.55  # two labels' identity centroids this close: one person
     split_min_faces: int = 2  # faces each label needs before a split is claimed
     multi_min_faces: int = 3  # faces a second identity inside a label needs
@@ -175,6 +178,8 @@ class CleanConfig:
         unit = (
             "near_dup_min_cosine",
             "near_dup_min_pixel",
+            "photo_dup_min_similarity",
+            "photo_dup_min_similarity_no_face",
             "mislabel_min_cosine",
             "mislabel_max_own",
             "mislabel_margin",
@@ -188,6 +193,8 @@ class CleanConfig:
             raise ConfigError(f"clean: {', '.join(bad)} must lie in [-1, 1]")
         if self.split_min_faces < 1 or self.multi_min_faces < 1 or self.report_rows < 0:
             raise ConfigError("clean: split_min_faces, multi_min_faces >= 1, report_rows >= 0")
+        if self.min_face_px < 0 or self.outlier_full_face_px < 0:
+            raise ConfigError("clean: min_face_px and outlier_full_face_px must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 EMBEDDING_DIM = 512
+PHOTO_DESC_BYTES = 128  # faces.photo.DIM
 
 # images.status values
 OK = "ok"
@@ -39,6 +40,9 @@ IMAGES = pa.schema(
         pa.field("status", pa.string(), nullable=False),
         pa.field("error", pa.string()),
         pa.field("n_faces", pa.int32(), nullable=False),
+        # a descriptor of the whole photo (faces.photo) for near-duplicate candidates; null when
+        # the file could not be decoded
+        pa.field("photo_desc", pa.binary(PHOTO_DESC_BYTES)),
         # the listing's change tag (mtime_ns, ETag; for tar members size:mtime) when read: a
         # nightly run re-reads a file only when its size or tag changed
         pa.field("source_tag", pa.string()),

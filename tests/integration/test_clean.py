@@ -117,6 +117,26 @@ def test_misfiled_photo_is_mislabeled_with_its_label_suggested(
     assert flagged == [f"{folders[2]}/5.jpg"]
 
 
+def test_a_photo_filed_under_two_labels_is_reported_with_both_halves(
+    run: tuple[Path, RunResult],
+) -> None:
+    """The misfiled photo is an edited copy of Yao Ming's: both copies are flagged, and the kept
+    one (under the right label) is sent to review."""
+    rows = _rows(run[0])
+    by_id = {r["image_id"]: k for k, r in rows.items()}
+    misfiled = rows[f"{_folders(rows)[2]}/5.jpg"]
+    assert {"near_duplicate", "duplicate_across_labels"} <= set(misfiled["reasons"])
+    kept = rows[by_id[misfiled["duplicate_of"]]]
+    assert kept["label"].startswith("yaoming") and misfiled["suggested_label"] == kept["label"]
+    assert "duplicate_across_labels" in kept["reasons"] and kept["action"] == "review"
+    # copies under one label only are no labelling problem
+    for r in rows.values():
+        if "duplicate_across_labels" in r["reasons"]:
+            keep = r["duplicate_of"] or r["image_id"]
+            group = [x for x in rows.values() if keep in (x["duplicate_of"], x["image_id"])]
+            assert len({x["label"] for x in group}) > 1
+
+
 def test_label_level_problems(run: tuple[Path, RunResult], labeled: Path) -> None:
     rows = _rows(run[0])
     folders = sorted(p.name for p in labeled.iterdir() if p.is_dir() and not p.name.startswith("<"))
@@ -217,12 +237,15 @@ def test_unlabeled_photo_folder(demo_data: Path, tmp_path: Path) -> None:
         "multiple_faces",
     }
     assert not label_reasons & set(reasons)
-    # a near duplicate points at the copy that is kept (exact copies of a low-quality face may
-    # both be dropped: they are low quality too)
+    # a near duplicate points at the copy that is kept, which is no duplicate itself (it may
+    # still be dropped for another reason: all copies of a low-quality face are low quality)
     rows = pq.read_table(tmp_path / "out" / "report" / "actions.parquet").to_pylist()
     by_id = {r["image_id"]: r for r in rows}
     near = [r for r in rows if "near_duplicate" in r["reasons"]]
-    assert near and all(by_id[r["duplicate_of"]]["action"] != "drop" for r in near)
+    dup = {"near_duplicate", "exact_duplicate"}
+    assert near and not any(dup & set(by_id[r["duplicate_of"]]["reasons"]) for r in near)
+    kept = [by_id[r["duplicate_of"]] for r in near]
+    assert sum(k["action"] != "drop" for k in kept) >= len(kept) // 2
 
 
 def test_folder_without_faces_still_gets_a_report(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ REASONS = {
     "outlier": REVIEW,
     "label_has_multiple_identities": REVIEW,
     "identity_split_across_labels": REVIEW,
+    "duplicate_across_labels": REVIEW,
     "multiple_faces": KEEP,
 }
 

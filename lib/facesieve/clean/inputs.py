@@ -21,7 +21,7 @@ from facesieve.cluster.graph import load_graph
 from facesieve.cluster.job import FACES_KEY
 from facesieve.errors import ConfigError
 from facesieve.outputs import positions, read_folder, read_parquet
-from facesieve.schema import EMBEDDING_DIM, FACES
+from facesieve.schema import EMBEDDING_DIM, FACES, PHOTO_DESC_BYTES
 from facesieve.storage.base import Store
 
 IMAGE_COLUMNS = [
@@ -35,6 +35,7 @@ IMAGE_COLUMNS = [
     "status",
     "error",
     "n_faces",
+    "photo_desc",
 ]
 FACE_COLUMNS = [
     "face_id",
@@ -58,6 +59,7 @@ class CleanInputs:
     cluster_ids: np.ndarray  # (F,) int64 the cluster's stable id (clusters/faces.parquet)
     neighbors: np.ndarray  # (F, K) int64 face rows, -1 = none
     sims: np.ndarray  # (F, K) float32 cosines, NaN = none
+    photo_desc: np.ndarray  # (I, PHOTO_DESC_BYTES) uint8 whole-photo descriptors, 0 = none
 
     @property
     def n_images(self) -> int:
@@ -66,10 +68,18 @@ class CleanInputs:
 
 def load_inputs(out: Store, graph_shards: list[str]) -> CleanInputs:
     """Everything the rules read; ``graph_shards`` are the faces shards in the kNN graph."""
-    images = read_folder(out, "images", IMAGE_COLUMNS)
+    try:
+        images = read_folder(out, "images", IMAGE_COLUMNS)
+    except (KeyError, pa.ArrowInvalid) as exc:
+        raise ConfigError(
+            f"the images under {out.root_uri} lack columns this version needs ("
+            f"{', '.join(IMAGE_COLUMNS)}): they were written by an older facesieve; run "
+            "`facesieve embed` (or `run`) again, which redoes them"
+        ) from exc
     if images is None:
         raise ConfigError(f"no images under {out.root_uri}: run `facesieve embed` first")
     images = images.take(pc.sort_indices(images, [("image_id", "ascending")]))
+    photo_desc = _descriptors(images.column("photo_desc"))
     chunks: list[np.ndarray] = []
     faces = read_folder(out, "faces", FACE_COLUMNS, chunks)
     if faces is None or faces.num_rows == 0:
@@ -83,6 +93,7 @@ def load_inputs(out: Store, graph_shards: list[str]) -> CleanInputs:
             empty,
             np.zeros((0, 1), np.int64),
             np.zeros((0, 1), np.float32),
+            photo_desc,
         )
     if not out.exists(FACES_KEY):
         raise ConfigError(f"no clusters under {out.root_uri}: run `facesieve cluster` first")
@@ -113,7 +124,21 @@ def load_inputs(out: Store, graph_shards: list[str]) -> CleanInputs:
         cluster_ids=stable.astype(np.int64),
         neighbors=neighbors,
         sims=sims,
+        photo_desc=photo_desc,
     )
+
+
+def _descriptors(column: pa.ChunkedArray) -> np.ndarray:
+    """(I, PHOTO_DESC_BYTES) uint8 from the binary column; zero rows where it is null."""
+    out = np.zeros((len(column), PHOTO_DESC_BYTES), np.uint8)
+    values = column.combine_chunks()
+    valid = np.flatnonzero(values.is_valid().to_numpy(zero_copy_only=False))
+    if len(valid):
+        taken = values.take(pa.array(valid))
+        flat = np.frombuffer(taken.buffers()[1], np.uint8)
+        start = taken.offset * PHOTO_DESC_BYTES
+        out[valid] = flat[start : start + len(valid) * PHOTO_DESC_BYTES].reshape(len(valid), -1)
+    return out
 
 
 def _in_order(chunks: list[np.ndarray], order: np.ndarray) -> np.ndarray:

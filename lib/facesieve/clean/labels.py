@@ -10,7 +10,8 @@ Rules (thresholds in ``CleanConfig``, explained in docs/CLEANING.md):
 - ``mislabeled``: the face matches another label's identity (>= mislabel_min_cosine) and not its
   own (<= mislabel_max_own), by a margin; that label is suggested. Candidate labels come from the
   face's cluster and its kNN neighbours, so the check scales with the graph, not with labels.
-- ``outlier``: not mislabeled, and its own identity does not support it (< outlier_max_own).
+- ``outlier``: not mislabeled, and its own identity does not support it (< outlier_max_own,
+  less for small faces: ``outlier_threshold``).
 - ``label_has_multiple_identities``: a second cluster inside the label, owned by the label (no
   other label claims it), with enough faces and a centroid unlike the first identity's.
 - ``identity_split_across_labels``: two labels whose identity members are kNN neighbours (cosine
@@ -34,6 +35,7 @@ FALLBACK_COSINE = 0.3
 # labels of one person share such kNN edges between their members
 SPLIT_EDGE_COSINE = 0.3
 CHUNK = 2048
+SMALL_FACE_DISCOUNT = 0.2  # the outlier threshold is this much lower for the smallest faces
 
 
 @dataclass
@@ -189,8 +191,25 @@ class LabelFlags:
     outlier: np.ndarray  # (n,) bool
 
 
+def outlier_threshold(cfg: CleanConfig, face_px: np.ndarray) -> np.ndarray:
+    """Per face, the own-identity cosine below which it is an outlier.
+
+    Small faces are weaker evidence: their embeddings wander (strangers' faces under 40 px
+    reach cosine 0.33, ../shared/ENVIRONMENT.md), so a right label scores lower with its own
+    identity. The threshold rises linearly from ``outlier_max_own - SMALL_FACE_DISCOUNT`` at
+    ``min_face_px`` to ``outlier_max_own`` at ``outlier_full_face_px`` and above.
+    """
+    lo, hi = cfg.min_face_px, max(cfg.outlier_full_face_px, cfg.min_face_px + 1)
+    ramp = np.clip((np.asarray(face_px, np.float64) - lo) / (hi - lo), 0.0, 1.0)
+    return cfg.outlier_max_own - SMALL_FACE_DISCOUNT * (1.0 - ramp)
+
+
 def face_flags(
-    cfg: CleanConfig, own: np.ndarray, other_lab: np.ndarray, other_sim: np.ndarray
+    cfg: CleanConfig,
+    own: np.ndarray,
+    other_lab: np.ndarray,
+    other_sim: np.ndarray,
+    face_px: np.ndarray,
 ) -> LabelFlags:
     own0 = np.nan_to_num(own, nan=0.0)
     has_other = other_lab >= 0
@@ -200,7 +219,7 @@ def face_flags(
         & (np.isnan(own) | (own <= cfg.mislabel_max_own))
         & (np.nan_to_num(other_sim, nan=-1.0) - own0 >= cfg.mislabel_margin)
     )
-    out = ~mis & ~np.isnan(own) & (own < cfg.outlier_max_own)
+    out = ~mis & ~np.isnan(own) & (own < outlier_threshold(cfg, face_px))
     return LabelFlags(mis, np.where(mis, other_lab, -1), out)
 
 

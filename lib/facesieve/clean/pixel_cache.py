@@ -3,12 +3,14 @@
 Checking a candidate pair means reading and decoding both images, the only part of the rules
 whose cost grows with image size: at a million photos that is tens of thousands of decodes a
 night for pairs that were already checked. A pair's score is a pure function of the two images'
-bytes, their faces' landmarks and the decode limit, so it is kept under a key made of exactly
-those (``face_key``: SHA-256 of the image and the landmarks), and reused while the key matches. A
-renamed file keeps its scores; a changed file or a changed detector gets a new key and is checked
-again. Only scores are kept, never "could not read": a file that failed to read back is tried
-again next time. The file holds the current candidates' scores only, so it does not grow with
-history; a cache written by another score version or decode limit is ignored.
+bytes, the landmarks of the faces that frame them (none for a whole-photo frame) and the decode
+limit, so it is kept under a key made of exactly those (``face_key``: SHA-256 of the image and
+the landmarks, for the reference image and the compared one, in that order: the score is not
+symmetric), and reused while the key matches. A renamed file keeps its scores; a changed file or
+a changed detector gets a new key and is checked again. Only scores are kept, never "could not
+read": a file that failed to read back is tried again next time. The file holds the current
+candidates' scores only, so it does not grow with history; a cache written by another score
+version or decode limit is ignored.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from facesieve.storage.base import Store
 log = logging.getLogger(__name__)
 
 PIXEL_SCORES_KEY = "report/pixel_scores.parquet"
-PairKey = tuple[bytes, bytes]  # the two faces' keys, smaller first
+PairKey = tuple[bytes, bytes]  # (reference key, compared key)
 
 _SCHEMA = pa.schema(
     [
@@ -39,15 +41,13 @@ _META_VERSION = b"facesieve.score_version"
 _META_PIXELS = b"facesieve.max_pixels"
 
 
-def face_key(sha256: str, landmarks: np.ndarray) -> bytes:
-    """What a face's pixel patch depends on: the image's bytes (by hash) and the landmarks."""
+def face_key(sha256: str, landmarks: np.ndarray | None) -> bytes:
+    """What an image's side of a score depends on: its bytes (by hash) and the landmarks of the
+    face that frames it (None: the whole photo)."""
     h = hashlib.blake2b(sha256.encode("ascii"), digest_size=16)
-    h.update(np.ascontiguousarray(landmarks, np.float32).tobytes())
+    if landmarks is not None:
+        h.update(np.ascontiguousarray(landmarks, np.float32).tobytes())
     return h.digest()
-
-
-def pair_key(a: bytes, b: bytes) -> PairKey:
-    return (a, b) if a <= b else (b, a)
 
 
 def load_scores(out: Store, max_pixels: int) -> dict[PairKey, float]:

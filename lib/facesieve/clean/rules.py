@@ -112,7 +112,8 @@ def decide(
         other_lab, other_sim = best_other_label(
             inp, identities, srows, labs, face_label, is_subject, cfg.mislabel_min_cosine
         )
-        flags = face_flags(cfg, own, other_lab, other_sim)
+        face_px = inp.faces.column("face_px").to_numpy(zero_copy_only=False)[srows]
+        flags = face_flags(cfg, own, other_lab, other_sim, face_px)
         for k, row in enumerate(rows):
             if flags.mislabeled[k]:
                 b.add(int(row), "mislabeled", float(other_sim[k]), names[flags.suggested[k]])
@@ -135,15 +136,30 @@ def decide(
         timings["labels_s"] = round(time.perf_counter() - t, 3)
 
     t = time.perf_counter()
-    # duplicates compare each image's subject face only: a bystander shared by two different
-    # crops of one event photo does not make them copies of each other
-    shown = np.zeros(len(inp.face_image), bool)
-    shown[subject[subject >= 0]] = True
-    dups = find_duplicates(inp, usable & shown, cfg, s3_endpoint, max_pixels, known_scores)
+    # In labeled data duplicates are proposed by each image's subject face only: a bystander
+    # shared by two different crops of one event photo does not make them copies. In a photo
+    # collection every usable face proposes (a crop of a group photo keeps only some faces).
+    reference = subject.copy()  # the face framing each image's pixels: its usable subject
+    shown = reference >= 0
+    reference[shown] = np.where(usable[subject[shown]], subject[shown], -1)
+    proposing = usable.copy()
+    if labeled:
+        proposing[:] = False
+        proposing[reference[reference >= 0]] = True
+    distrust = reference < 0  # copies kept last: no usable face, or a label the faces doubt
+    for row, reasons in enumerate(b.reasons):
+        distrust[row] |= "mislabeled" in reasons or "outlier" in reasons
+    dups = find_duplicates(
+        inp, proposing, reference, cfg, s3_endpoint, max_pixels, known_scores, distrust
+    )
     for row, keep in dups.exact.items():
         b.add(row, "exact_duplicate", 1.0, duplicate_of=ids[keep])
     for row, (keep, score) in dups.near.items():
         b.add(row, "near_duplicate", score, duplicate_of=ids[keep])
+    labels = img.column("label").to_pylist()
+    for row, keep in dups.across_labels.items() if labeled else ():
+        other = labels[keep] if row != keep else None
+        b.add(row, "duplicate_across_labels", suggested=other)
     timings["duplicates_s"] = round(time.perf_counter() - t, 3)
 
     cluster_ids = [int(inp.cluster_ids[s]) if s >= 0 else None for s in subject.tolist()]

@@ -2,8 +2,12 @@
 
 In a labeled image the subject is the face that agrees with its label's identity: bystanders are
 ignored, not counted as errors. Before identities are known, the first guess is the usable face
-nearest the image centre (LFW-style crops); ``refine_subjects`` then moves the
-subject to the face most similar to the label's identity once that identity exists. In unlabeled
+nearest the image centre (LFW-style crops); ``refine_subjects`` then moves the subject to the
+face most similar to the label's identity once that identity exists, unless the first guess
+covers the image's central pixel: by the convention of centred datasets (LFW: "the face that
+contains the central pixel of the image is the defining face") that face is the one the label
+names, and a label that names someone beside it is a labelling error to report, not to explain
+away (the second half of two swapped photos of a pair of sisters, say). In unlabeled
 collections every image's subject is its largest usable face (what the report shows).
 """
 
@@ -54,6 +58,21 @@ def largest_subjects(inp: CleanInputs, usable: np.ndarray) -> np.ndarray:
     return subject
 
 
+def covers_centre(inp: CleanInputs, subject: np.ndarray) -> np.ndarray:
+    """(I,) whether each image's subject face box contains the image's central pixel."""
+    out = np.zeros(inp.n_images, bool)
+    rows = np.flatnonzero(subject >= 0)
+    if len(rows) == 0:
+        return out
+    boxes = np.asarray(inp.faces.column("bbox").combine_chunks().flatten(), np.float32)
+    b = boxes.reshape(-1, 4)[subject[rows]]
+    w = inp.images.column("width").to_numpy(zero_copy_only=False)[rows].astype(np.float64)
+    h = inp.images.column("height").to_numpy(zero_copy_only=False)[rows].astype(np.float64)
+    cx, cy = w / 2, h / 2
+    out[rows] = (b[:, 0] <= cx) & (cx <= b[:, 2]) & (b[:, 1] <= cy) & (cy <= b[:, 3])
+    return out
+
+
 def refine_subjects(
     inp: CleanInputs,
     usable: np.ndarray,
@@ -68,8 +87,10 @@ def refine_subjects(
     ``image_label`` holds label codes per image (-1 unlabeled); ``centroids`` (L, 512) unit
     vectors per label code, valid where ``has_identity``. The subject moves only when that face
     reaches ``min_cosine``: a face that agrees with nothing keeps the first guess (and becomes the
-    evidence against the label).
+    evidence against the label). A first guess that covers the central pixel never moves.
     """
+    fixed = covers_centre(inp, subject) & (subject >= 0)
+    fixed[fixed] = usable[subject[fixed]]
     subject = subject.copy()
     if len(inp.face_image) == 0:
         return subject
@@ -89,6 +110,6 @@ def refine_subjects(
     first = np.ones(len(order), bool)
     first[1:] = img[order][1:] != img[order][:-1]
     best_row, best_sim = rows[order][first], sims[order][first]
-    move = best_sim >= min_cosine
+    move = (best_sim >= min_cosine) & ~fixed[img[order][first]]
     subject[img[order][first][move]] = best_row[move]
     return subject

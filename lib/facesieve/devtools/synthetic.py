@@ -156,7 +156,8 @@ def write_embed_output(
             "uri": [f"synthetic://{i}.jpg" for i in range(start, stop)], "label": label,
             "width": np.full(n, 112, np.int32), "height": np.full(n, 112, np.int32),
             "bytes": np.zeros(n, np.int64), "sha256": [None] * n, "status": ["ok"] * n,
-            "error": [None] * n, "n_faces": np.ones(n, np.int32), "source_tag": ["0"] * n,
+            "error": [None] * n, "n_faces": np.ones(n, np.int32), "photo_desc": [None] * n,
+            "source_tag": ["0"] * n,
         }  # fmt: skip
         keys = [faces_key(shard_id), images_key(shard_id)]
         out.write_bytes(keys[0], parquet_bytes(_table(schema.FACES, faces)))

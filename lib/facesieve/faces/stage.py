@@ -31,6 +31,7 @@ from facesieve.config import Config
 from facesieve.errors import StorageError
 from facesieve.faces.decode import Decoded, decode_image
 from facesieve.faces.engine import Face, FaceEngine
+from facesieve.faces.photo import photo_descriptor
 from facesieve.outputs import faces_key, images_key, parquet_bytes, read_parquet
 from facesieve.sources import Ledger, Record, ShardWork, iter_records
 from facesieve.storage.base import Store
@@ -117,16 +118,17 @@ class EmbedStep:
         # Images analysed together: enough to fill the batches, few enough to bound memory.
         chunk_size = max(self.engine.det_batch, self.engine.embed_batch)
         for chunk in _chunks(self._decoded(work, previous, 2 * chunk_size), chunk_size):
-            todo = [(rec, dec) for rec, dec in chunk if dec is not None and dec.status == schema.OK]
-            found = iter(self.engine.analyze([dec.pixels for _, dec in todo]) if todo else [])
+            todo = [dec for _, dec, _ in chunk if dec is not None and dec.status == schema.OK]
+            found = iter(self.engine.analyze([dec.pixels for dec in todo]) if todo else [])
             embedded += len(todo)
-            for rec, dec in chunk:
+            for rec, dec, desc in chunk:
                 if dec is None:  # reused: the previous rows, renamed to this shard and slot
                     row, face_rows = _reuse(previous, rec, work)
                     reused += 1
                 else:
                     image_faces = next(found) if dec.status == schema.OK else []
-                    row, face_rows = _new_rows(rec, dec, image_faces, work, self.engine.model_tag)
+                    tag = self.engine.model_tag
+                    row, face_rows = _new_rows(rec, dec, desc, image_faces, work, tag)
                 statuses[row["status"]] += 1
                 n_bytes += rec.size
                 images.append(row)
@@ -174,8 +176,9 @@ class EmbedStep:
 
     def _decoded(
         self, work: ShardWork, previous: _Previous, prefetch: int
-    ) -> Iterator[tuple[Record, Decoded | None]]:
-        """Records with decoded pixels (None for reused ones), from a background thread."""
+    ) -> Iterator[tuple[Record, Decoded | None, bytes | None]]:
+        """Records with decoded pixels and photo descriptor (None for reused ones), from a
+        background thread: decoding and the descriptor overlap the models' work."""
         src = self.config.source
         q: queue.Queue[Any] = queue.Queue(maxsize=prefetch)
         stop = threading.Event()
@@ -193,13 +196,16 @@ class EmbedStep:
                 for rec in iter_records(self.input_store, work, src.max_image_bytes, reusable):
                     if stop.is_set():
                         return
+                    desc = None
                     if rec.reuse:
                         dec = None
                     elif rec.status is not None:
                         dec = Decoded(rec.status, rec.error)
                     else:
                         dec = decode_image(rec.data or b"", src.max_pixels, src.max_image_bytes)
-                    q.put((rec, dec))
+                        if dec.pixels is not None:
+                            desc = photo_descriptor(dec.pixels)
+                    q.put((rec, dec, desc))
                 q.put(_END)
             except BaseException as exc:  # surfaced in the consumer, which fails the shard
                 q.put(exc)
@@ -232,7 +238,12 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _new_rows(
-    rec: Record, dec: Decoded, found: list[Face], work: ShardWork, model: str
+    rec: Record,
+    dec: Decoded,
+    photo_desc: bytes | None,
+    found: list[Face],
+    work: ShardWork,
+    model: str,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if len(found) > schema.MAX_FACES_PER_IMAGE:
         log.warning(
@@ -258,6 +269,7 @@ def _new_rows(
         "status": status,
         "error": dec.error,
         "n_faces": len(found),
+        "photo_desc": photo_desc,
         "source_tag": rec.tag,
     }
     faces = [

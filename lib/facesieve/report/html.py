@@ -67,12 +67,17 @@ DESCRIPTIONS = {
     "no_face": "No face was detected.",
     "low_quality": "The face is too small, blurred or uncertain to be used.",
     "exact_duplicate": "Byte-identical copy of the image on the right, which is kept.",
-    "near_duplicate": "The same photograph re-encoded, resized, cropped or mirrored; the best "
-    "copy (right) is kept.",
+    "near_duplicate": "The same photograph, edited (re-saved, resized, cropped, padded, mirrored, "
+    "rotated, recoloured, grey, blurred, sharpened, captioned or watermarked); the best copy "
+    "(right) is kept.",
     "mislabeled": "The face matches another label's identity and not its own: relabel it.",
-    "outlier": "No support for the label: the face matches neither its label nor any other.",
+    "outlier": "No support for the label: the face matches neither its label nor any other "
+    "(small faces need less support: their embeddings are weaker evidence).",
     "label_has_multiple_identities": "The label holds a second, distinct person (these faces).",
     "identity_split_across_labels": "This label is the same person as the suggested label.",
+    "duplicate_across_labels": "The same photograph is filed under several labels (shown with "
+    "each copy): at most one of them can be right. The kept copy is marked for review; the "
+    "others are dropped as duplicates.",
     "multiple_faces": "More than one usable face; the labeled subject is the one shown.",
 }
 
@@ -98,6 +103,10 @@ class _Page:
                 if len(self.examples[lab]) < EXAMPLES + 1:
                     self.examples[lab].append(img)
         self.label_code = {n: i for i, n in enumerate(decision.label_names)}
+        self.copies: dict[int, list[int]] = defaultdict(list)  # kept row -> its group
+        for r, keep in sorted(decision.duplicates.across_labels.items()):
+            self.copies[keep].append(r)
+        self.labels = inp.images.column("label").to_pylist()
 
     def load_thumbs(self, rows: set[int]) -> None:
         data = fetch_bytes([self.uris[r] for r in rows], self.cfg.run.s3_endpoint)
@@ -130,6 +139,9 @@ class _Page:
         )
         if reason in ("exact_duplicate", "near_duplicate") and rec["duplicate_of"] in self.row_of:
             return [("kept copy", [self.row_of[rec["duplicate_of"]]])]
+        if reason == "duplicate_across_labels":
+            group = self.copies.get(self.d.duplicates.across_labels.get(row, -1), [])
+            return [(f"label {self.labels[r]}", [r]) for r in group if r != row]
         if reason in ("mislabeled", "identity_split_across_labels"):
             sug = self.label_code.get(rec["suggested_label"])
             other = self.examples.get(sug, [])[:EXAMPLES] if sug is not None else []

@@ -42,7 +42,7 @@ ACTIONS_CSV = "report/actions.csv"
 SUMMARY_KEY = "report/summary.json"
 HTML_KEY = "report/index.html"
 UNIT = "report"
-VERSION = 4  # bump when the same inputs and thresholds give a different report
+VERSION = 6  # bump when the same inputs and thresholds give a different report
 
 
 def csv_bytes(actions: pa.Table) -> bytes:
@@ -69,7 +69,7 @@ def summarize(decision: Decision, statuses: list[str], mode: str, seconds: float
         "duplicates": {
             "exact": len(decision.duplicates.exact),
             "near": len(decision.duplicates.near),
-            "candidate_face_pairs": decision.duplicates.candidates,
+            "candidate_pairs": decision.duplicates.candidates,  # from faces and photos
             "pairs_compared": decision.duplicates.checked,
             "pairs_scored_earlier": decision.duplicates.reused,
         },
