@@ -195,15 +195,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     opts = EvalOptions(
         min_images=args.min_images,
         mislabel_rate=args.mislabel_rate,
+        mislabel_scope=args.mislabel_scope,
+        swap_rate=args.swap_rate,
+        refile_rate=args.refile_rate,
         near_dup_rate=args.near_dup_rate,
         exact_dup_rate=args.exact_dup_rate,
         corrupt_rate=args.corrupt_rate,
         no_face_rate=args.no_face_rate,
+        photo_copy_rate=args.photo_copy_rate,
         inject=not args.no_inject,
         seed=args.seed,
     )
     report = run_eval(
-        args.labeled, args.out, _config(args), opts, show_progress=False if args.quiet else None
+        args.labeled,
+        args.out,
+        _config(args),
+        opts,
+        show_progress=False if args.quiet else None,
+        photos=args.photos,
+        split=args.split,
     )
     _emit(args, report, scores_text(report))
     return 0

@@ -301,14 +301,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "eval",
         help="quality benchmark: inject known problems, score the pipeline",
-        description="Copy labeled folder-per-identity datasets to OUT/data while injecting known "
-        "problems (images moved to a wrong label, near-duplicate and exact copies, corrupt "
-        "files, images without a face), run the whole pipeline on the copy and print precision "
-        "and recall per reason and the BCubed and pairwise F-scores of the clustering. With "
-        "several folders, labels are prefixed with each folder's name.",
+        description="Copy labeled folder-per-identity datasets (and, with --photos, unlabeled "
+        "photo collections) to OUT while injecting known problems: images moved to a wrong "
+        "label, label swaps, photos filed twice under two labels, edited copies (re-encoded, "
+        "resized, cropped, padded, mirrored, rotated, recoloured, grey, blurred, sharpened, "
+        "captioned, watermarked), exact copies, corrupt files, images without a face. Runs the "
+        "whole pipeline on each copy and prints precision and recall per reason, per data kind "
+        "(each folder) and per edit, and the clustering's BCubed F. By default identities are "
+        "split by a hash into a calibration and a test part: thresholds are chosen on the "
+        "calibration part and both the configured and the chosen ones are scored on the test "
+        "part (docs/CLEANING.md). With several folders, labels are prefixed with each folder's "
+        "name.",
     )
-    p.add_argument("labeled", nargs="+", metavar="LABELED_DIR", help="folder-per-identity data")
-    p.add_argument("--out", required=True, metavar="OUT", help="work folder (data copy, outputs)")
+    p.add_argument("labeled", nargs="*", metavar="LABELED_DIR", help="folder-per-identity data")
+    p.add_argument("--out", required=True, metavar="OUT", help="work folder (data copies, outputs)")
+    p.add_argument(
+        "--photos",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="an unlabeled photo collection (any layout below DIR), run as flat photos: "
+        "duplicates at the photo level; repeatable",
+    )
+    p.add_argument(
+        "--split",
+        choices=["calibrate", "test", "none"],
+        default="calibrate",
+        help="calibrate (default): choose thresholds on the calibration identities and score "
+        "the test identities; test: only the test identities, configured thresholds; none: "
+        "every identity",
+    )
     p.add_argument(
         "--min-images",
         type=int,
@@ -316,45 +338,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="use identities with at least N images (default 1: all)",
     )
-    p.add_argument(
-        "--mislabel-rate",
-        type=float,
-        default=0.10,
-        metavar="R",
-        help="share of images moved to a wrong label (default 0.10)",
+    rates = (
+        ("--mislabel-rate", 0.10, "share of images moved to a wrong label"),
+        ("--swap-rate", 0.01, "share of images in pairs swapped between two labels"),
+        ("--refile-rate", 0.01, "copies of a photo filed under another label, as a share"),
+        ("--near-dup-rate", 0.03, "share of images given an edited copy"),
+        ("--exact-dup-rate", 0.02, "share of images given a byte-identical copy"),
+        ("--corrupt-rate", 0.01, "corrupt files added, as a share of images"),
+        ("--no-face-rate", 0.01, "images without a face added, as a share"),
+        ("--photo-copy-rate", 0.5, "photo collections: share of photos given an edited copy"),
     )
+    for flag, default, text in rates:
+        p.add_argument(flag, type=float, default=default, metavar="R",
+                       help=f"{text} (default {default})")  # fmt: skip
     p.add_argument(
-        "--near-dup-rate",
-        type=float,
-        default=0.03,
-        metavar="R",
-        help="share of images given a transformed copy (default 0.03)",
-    )
-    p.add_argument(
-        "--exact-dup-rate",
-        type=float,
-        default=0.02,
-        metavar="R",
-        help="share of images given a byte-identical copy (default 0.02)",
-    )
-    p.add_argument(
-        "--corrupt-rate",
-        type=float,
-        default=0.01,
-        metavar="R",
-        help="corrupt files added, as a share of images (default 0.01)",
-    )
-    p.add_argument(
-        "--no-face-rate",
-        type=float,
-        default=0.01,
-        metavar="R",
-        help="images without a face added, as a share (default 0.01)",
+        "--mislabel-scope",
+        choices=["within", "across"],
+        default="within",
+        help="move images to labels of the same folder (within, default: the hard case) or of "
+        "another LABELED_DIR (across)",
     )
     p.add_argument(
         "--no-inject",
         action="store_true",
-        help="copy nothing, inject nothing: report what is flagged in the data as is",
+        help="copy nothing, inject nothing: report what is flagged in one dataset as is",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--runner", choices=["ray", "local"], help="ray (default) or local")
