@@ -13,7 +13,6 @@ where the rules choose different faces. A rerun reuses the cache.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.lfw_verify import SHARED, read_pairs
+from bench.lfw_verify import lfw_parser, read_pairs
 from facesieve.config import FaceConfig
 from facesieve.faces.decode import decode_image
 from facesieve.faces.engine import FaceEngine
@@ -116,11 +115,7 @@ def score_rules(
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--lfw", type=Path, default=SHARED / "labeled" / "lfw")
-    ap.add_argument("--pairs", type=Path, default=SHARED / "meta" / "lfw_pairs.txt")
+    ap = lfw_parser(__doc__)
     ap.add_argument("--cache", type=Path, default=Path(".bench/lfw_subject/faces.npz"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)

@@ -80,12 +80,18 @@ def subject_embeddings(out: Path, root: Path) -> dict[str, np.ndarray]:
     }
 
 
-def main() -> int:
+def lfw_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The arguments every LFW benchmark takes: where LFW and its View 2 pairs are."""
     ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--lfw", type=Path, default=SHARED / "labeled" / "lfw")
     ap.add_argument("--pairs", type=Path, default=SHARED / "meta" / "lfw_pairs.txt")
+    return ap
+
+
+def main() -> int:
+    ap = lfw_parser(__doc__)
     ap.add_argument("--out", type=Path, default=Path(".bench/lfw"))
     ap.add_argument("--runner", choices=["ray", "local"], default="ray")
     ap.add_argument("--device", default="auto")

@@ -115,8 +115,7 @@ def candidates(
 ) -> list[Candidate]:
     """Every pair to check, sorted. ``faces``: face rows whose embeddings may propose pairs;
     ``reference_face``: per image, the usable face that frames it (-1 none; one of ``faces``
-    otherwise); ``canon``: per
-    image, the image kept for its exact-copy group."""
+    otherwise); ``canon``: per image, the image kept for its exact-copy group."""
     by_face = face_candidates(inp, faces, canon, cfg.near_dup_min_cosine)
     by_photo = photo_candidates(inp, reference_face >= 0, canon, cfg)
     found = [Candidate(a, b, fa, fb) for (a, b), (fa, fb, _) in by_face.items()]
