@@ -318,24 +318,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("out", metavar="OUT", help="output root of a finished `facesieve run`")
     p.add_argument(
-        "--to", required=True, dest="dest", metavar="DEST",
+        "--to",
+        required=True,
+        dest="dest",
+        metavar="DEST",
         help="where the cleaned dataset goes (folder or s3://bucket/prefix; empty, or written "
         "by an earlier apply)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--decisions", metavar="FILE",
+        "--decisions",
+        metavar="FILE",
         help="review decisions (JSON, the review page's export; docs/FORMATS.md): each replaces "
         "the report's action of one image",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--quarantine", metavar="DIR",
+        "--quarantine",
+        metavar="DIR",
         help="copy dropped files here (same relative paths; dropped samples into tars of the "
         "same names), with the reasons in DIR/_facesieve.manifest.parquet",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--dry-run", action="store_true", help="print what would be written and removed; write "
-        "nothing",
-    )  # fmt: skip
+        "--dry-run",
+        action="store_true",
+        help="print what would be written and removed; write nothing",
+    )
     p.add_argument(
         "--copy", action="store_true", help="always copy kept files, never hard-link them"
     )
