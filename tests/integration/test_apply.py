@@ -241,10 +241,11 @@ def test_flat_copy_and_files_changed_since_the_report(
 # -- WebDataset ------------------------------------------------------------------------------
 
 
-def make_shards(data: Path, dest: Path) -> list[Path]:
+def make_shards(data: Path, dest: Path, damaged: bool = False) -> list[Path]:
     """Two tars of the demo photos: KEY.jpg + KEY.json (a label and another field) + KEY.txt in
-    the first, KEY.jpg + KEY.cls in the second."""
-    images = sorted(data.rglob("*.jpg"))[:60]
+    the first, KEY.jpg + KEY.cls in the second; with ``damaged``, a third one cut short."""
+    every = sorted(data.rglob("*.jpg"))
+    images = every[:60]
     dest.mkdir(parents=True)
     paths = []
     for t, part in enumerate((images[0::2], images[1::2])):
@@ -266,17 +267,41 @@ def make_shards(data: Path, dest: Path) -> list[Path]:
                     info.size, info.mtime = len(payload), 1_700_000_000
                     tar.addfile(info, io.BytesIO(payload))
         paths.append(path)
+    if damaged:  # a tar cut off in the middle of a member: the samples before it are read
+        whole = dest / "whole.tar"
+        with tarfile.open(whole, "w") as tar:
+            for i, img in enumerate(every[60:64]):
+                for ext, payload in (
+                    (".jpg", img.read_bytes()),
+                    (".cls", img.parent.name.encode()),
+                ):
+                    info = tarfile.TarInfo(f"d/{i:05d}{ext}")
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+        blob = whole.read_bytes()
+        whole.unlink()
+        (dest / "shard-002.tar").write_bytes(blob[: len(blob) * 2 // 3])
+        paths.append(dest / "shard-002.tar")
     return paths
 
 
 def read_tar(path: Path) -> dict[str, bytes]:
-    with tarfile.open(path) as tar:
-        return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+    """The members of a tar, as far as it can be read (the damaged input tar stops early)."""
+    members: dict[str, bytes] = {}
+    with tarfile.open(path, "r|") as tar:
+        try:
+            for m in tar:
+                f = tar.extractfile(m)
+                if f is not None:
+                    members[m.name] = f.read()
+        except tarfile.ReadError:
+            members.popitem()  # the member cut short
+    return members
 
 
 def test_webdataset_shards_are_rewritten_sample_by_sample(demo_data: Path, tmp_path: Path) -> None:
     inp = tmp_path / "in"
-    make_shards(demo_data, inp)
+    make_shards(demo_data, inp, damaged=True)
     out = tmp_path / "out"
     assert run_pipeline(str(inp), str(out), local_config(), show_progress=False).exit_code == 0
     before = snapshot(inp)
@@ -292,8 +317,9 @@ def test_webdataset_shards_are_rewritten_sample_by_sample(demo_data: Path, tmp_p
     dest, q = tmp_path / "dest", tmp_path / "q"
     result = apply(out, dest, decisions=str(tmp_path / "d.json"), quarantine=str(q))
     assert result.exit_code == 0
-    assert sorted(data_files(dest)) == ["shard-000.tar", "shard-001.tar"]
-    for t in (0, 1):
+    assert sorted(data_files(dest)) == ["shard-000.tar", "shard-001.tar", "shard-002.tar"]
+    assert manifest(dest)[str(inp / "shard-002.tar")]["action"] == "drop"  # the damage itself
+    for t in (0, 1, 2):
         source = read_tar(inp / f"shard-{t:03d}.tar")
         got, dropped = read_tar(dest / f"shard-{t:03d}.tar"), read_tar(q / f"shard-{t:03d}.tar")
         for uri, row in jpg_rows.items():
@@ -306,7 +332,8 @@ def test_webdataset_shards_are_rewritten_sample_by_sample(demo_data: Path, tmp_p
                 assert not any(n in got for n in members) and members <= set(dropped)
             else:
                 assert members <= set(got) and got[name] == source[name]
-        assert set(got) | set(dropped) == set(source)
+        if t < 2:
+            assert set(got) | set(dropped) == set(source)
     name0 = kept0[0].partition("#")[2][: -len(".jpg")]
     side = json.loads(read_tar(dest / "shard-000.tar")[name0 + ".json"])
     assert side["label"] == "Someone_Else" and side["source"].endswith(".jpg")  # fields kept
@@ -317,8 +344,25 @@ def test_webdataset_shards_are_rewritten_sample_by_sample(demo_data: Path, tmp_p
     assert manifest(dest)[kept0[0]]["dest_key"] == f"shard-000.tar#{name0}.jpg"
 
     again = apply(out, dest, decisions=str(tmp_path / "d.json"), quarantine=str(q))
-    assert again.summary["files"] == {"written": 0, "unchanged": 2, "removed": 0}
+    assert again.summary["files"] == {"written": 0, "unchanged": 3, "removed": 0}
     assert snapshot(inp) == before
+
+    # one photo inside a tar changes after the report: that sample alone is left out
+    changed = kept1[1]
+    member = changed.partition("#")[2]
+    source = read_tar(inp / "shard-001.tar")
+    with tarfile.open(inp / "shard-001.tar", "w") as tar:
+        for name, payload in source.items():
+            payload = payload + b"\0" if name == member else payload
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    third = apply(out, dest)
+    row = manifest(dest)[changed]
+    assert row["action"] == "stale" and row["dest_key"] is None
+    assert third.summary["actions"]["stale"] == 1
+    got = read_tar(dest / "shard-001.tar")
+    assert member not in got and kept1[2].partition("#")[2] in got
 
 
 # -- S3 --------------------------------------------------------------------------------------

@@ -45,18 +45,23 @@ def sample_key(name: str) -> str:
 
 def read_samples(tar: tarfile.TarFile) -> Iterator[list[Member]]:
     """Members grouped by key (consecutive, as WebDataset reads them); regular files with safe
-    names only (links, devices and unsafe paths are ``unsupported`` rows of the report)."""
+    names only (links, devices and unsafe paths are ``unsupported`` rows of the report). When
+    the tar is damaged, the sample being read is still yielded, as the embed step read it."""
     group: list[Member] = []
-    for member in tar:
-        name = member.name
-        if not member.isfile() or name.startswith("/") or ".." in name.split("/"):
-            continue
-        f = tar.extractfile(member)
-        data = f.read() if f else b""
-        if group and sample_key(group[0][0].name) != sample_key(name):
+    try:
+        for member in tar:
+            name = member.name
+            if not member.isfile() or name.startswith("/") or ".." in name.split("/"):
+                continue
+            if group and sample_key(group[0][0].name) != sample_key(name):
+                yield group
+                group = []
+            f = tar.extractfile(member)
+            group.append((member, f.read() if f else b""))
+    except (tarfile.TarError, EOFError):
+        if group:
             yield group
-            group = []
-        group.append((member, data))
+        raise
     if group:
         yield group
 
