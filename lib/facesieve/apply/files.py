@@ -18,9 +18,10 @@ import time
 from facesieve.apply.manifest import FAILED, STALE, Outcome
 from facesieve.apply.plan import DROP, RELABEL, Planned
 from facesieve.apply.source import Source
-from facesieve.apply.target import FOREIGN, Target
+from facesieve.apply.target import FOREIGN, RETRIES, Target
 from facesieve.apply.transfer import transfer
 from facesieve.errors import StorageError
+from facesieve.work.retry import Backoff, with_retries
 
 progress = logging.getLogger("facesieve.progress")
 NOT_OURS = "{name} already holds {key}, which apply did not write: not overwritten"
@@ -119,10 +120,16 @@ def _write(
         state = target.put(
             dest_key,
             _digest(source, key),
-            lambda: transfer(source.input, key, target.store, dest_key, link),
+            lambda: with_retries(
+                lambda: transfer(source.input, key, target.store, dest_key, link),
+                f"copying {key}",
+                Backoff(),
+                RETRIES,
+            ),
         )
     except StorageError as exc:
-        return _at(outcome, None).with_note(str(exc), FAILED)
+        kept = "; the copy an earlier apply wrote is kept" if target.retain(dest_key) else ""
+        return _at(outcome, None).with_note(f"{exc}{kept}", FAILED)
     if state == FOREIGN:
         why = NOT_OURS.format(name=name, key=dest_key)
         return _at(outcome, None).with_note(why, FAILED)

@@ -120,8 +120,11 @@ def load_source(out_uri: str, s3_endpoint: str | None) -> Source:
 
 def _run_setting(out: Store, name: str) -> Any:
     """A ``source`` setting of the run that wrote OUT (``run.json``), or None."""
+    if not out.exists("run.json"):
+        return None
     try:
         info = json.loads(out.read_bytes("run.json"))
-        return info.get("config", {}).get("source", {}).get(name)
-    except Exception:  # an old or missing run.json: the default
+    except (UnicodeDecodeError, json.JSONDecodeError):  # a damaged run.json: the default
         return None
+    section = info.get("config", {}).get("source", {}) if isinstance(info, dict) else {}
+    return section.get(name) if isinstance(section, dict) else None

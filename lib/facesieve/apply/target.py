@@ -33,6 +33,7 @@ FILES_KEY = "_facesieve.files.parquet"
 MANIFEST_KEY = "_facesieve.manifest.parquet"
 SUMMARY_KEY = "_facesieve.summary.json"
 OWN_KEYS = (FILES_KEY, MANIFEST_KEY, SUMMARY_KEY)
+RETRIES = 4  # a transient storage error is tried again after 5, 10, 20, 40 s (as every step)
 PENDING = ""  # the digest of a file an unfinished apply may have written
 
 FILES_SCHEMA = pa.schema(
@@ -62,6 +63,8 @@ class Target:
     @classmethod
     def open(cls, store: Store, dry_run: bool, name: str = "DEST") -> Target:
         """The target as it is; ``ConfigError`` for a non-empty root apply never wrote to."""
+        if not store.root_exists() and store.root_uri.startswith("s3://"):
+            raise ConfigError(f"{name} {store.root_uri}: the bucket does not exist")
         listing = {o.key: o for o in store.list()} if store.root_exists() else {}
         target = cls(store, dry_run, name, listing=listing)
         if FILES_KEY in listing:

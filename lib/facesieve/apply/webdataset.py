@@ -27,9 +27,10 @@ from facesieve.apply.manifest import FAILED, STALE, Outcome
 from facesieve.apply.plan import DROP, Planned
 from facesieve.apply.samples import SampleWriter, TarShard, planned_outcomes, read_samples
 from facesieve.apply.source import VANISHED, Source
-from facesieve.apply.target import FOREIGN, UNCHANGED, Target
+from facesieve.apply.target import FOREIGN, RETRIES, UNCHANGED, Target
 from facesieve.errors import StorageError
 from facesieve.sources.ledger import TAR
+from facesieve.work.retry import Backoff, with_retries
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger("facesieve.progress")
@@ -98,10 +99,17 @@ def _one_tar(
             t.done(shard.key, digest, -1)
         return planned_outcomes(shard, quarantine is not None)
     try:
-        outcomes, sizes = _stream(source, shard, writing, quarantine)
+        outcomes, sizes = with_retries(
+            lambda: _stream(source, shard, writing, quarantine),
+            f"writing {shard.key}",
+            Backoff(),
+            RETRIES,
+        )
     except (StorageError, tarfile.TarError, EOFError, OSError) as exc:
         why = f"cannot write {shard.key}: {exc}"
         log.error("apply: %s", why)
+        if any([t.retain(shard.key) for t in writing]):
+            why += "; the tar an earlier apply wrote is kept"
         return [Outcome.of(p).with_note(why, FAILED) for p in shard.plans.values()]
     for t in writing:
         t.done(shard.key, digest, sizes[id(t)])
@@ -132,15 +140,20 @@ def _stream(
         q_tar = tars.get(id(quarantine)) if quarantine is not None else None
         samples = SampleWriter(source, shard, dest_tar, q_tar, quarantine is not None)
         try:
-            for sample in read_samples(tin):
-                samples.add(sample)
-        except (tarfile.TarError, EOFError) as exc:
-            if not shard.damaged:
-                raise
-            log.warning("apply: %s is damaged (as the report found): %s", shard.key, exc)
-        outcomes = samples.finish()
-        for tar in tars.values():
-            tar.close()  # the end-of-archive blocks, before the stores commit
+            try:
+                for sample in read_samples(tin):
+                    samples.add(sample)
+            except (tarfile.TarError, EOFError) as exc:
+                if not shard.damaged:
+                    raise
+                log.warning("apply: %s is damaged (as the report found): %s", shard.key, exc)
+            outcomes = samples.finish()
+            for tar in tars.values():
+                tar.close()  # the end-of-archive blocks, before the stores commit
+        except BaseException:
+            for counted in counters.values():
+                counted.dead = True  # an abandoned tar writer must not write into the next try
+            raise
     return outcomes, {k: c.size for k, c in counters.items()}
 
 
@@ -148,12 +161,14 @@ class _Counted(io.RawIOBase):
     """A write stream that counts its bytes (the size recorded for the output tar)."""
 
     def __init__(self, inner: BinaryIO) -> None:
-        self._inner, self.size = inner, 0
+        self._inner, self.size, self.dead = inner, 0, False
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
+        if self.dead:  # the write failed and was abandoned: swallow what a finalizer flushes
+            return len(data)
         self._inner.write(data)
         self.size += len(data)
         return len(data)
