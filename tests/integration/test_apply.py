@@ -201,6 +201,16 @@ def test_refusals_leave_everything_as_it_was(
     assert snapshot(data) == before
 
 
+def test_apply_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["apply", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--to", "--decisions", "--quarantine", "--dry-run", "--copy", "--json"):
+        assert flag in text
+    assert "Exit codes" in text and "review" in text
+
+
 # -- flat ------------------------------------------------------------------------------------
 
 
@@ -241,11 +251,11 @@ def test_flat_copy_and_files_changed_since_the_report(
 # -- WebDataset ------------------------------------------------------------------------------
 
 
-def make_shards(data: Path, dest: Path, damaged: bool = False) -> list[Path]:
+def make_shards(data: Path, dest: Path, damaged: bool = False, n: int = 60) -> list[Path]:
     """Two tars of the demo photos: KEY.jpg + KEY.json (a label and another field) + KEY.txt in
     the first, KEY.jpg + KEY.cls in the second; with ``damaged``, a third one cut short."""
     every = sorted(data.rglob("*.jpg"))
-    images = every[:60]
+    images = every[:n]
     dest.mkdir(parents=True)
     paths = []
     for t, part in enumerate((images[0::2], images[1::2])):
@@ -270,7 +280,7 @@ def make_shards(data: Path, dest: Path, damaged: bool = False) -> list[Path]:
     if damaged:  # a tar cut off in the middle of a member: the samples before it are read
         whole = dest / "whole.tar"
         with tarfile.open(whole, "w") as tar:
-            for i, img in enumerate(every[60:64]):
+            for i, img in enumerate(every[n : n + 4]):
                 for ext, payload in (
                     (".jpg", img.read_bytes()),
                     (".cls", img.parent.name.encode()),
@@ -374,7 +384,7 @@ def test_s3_input_out_and_dest(
     client = s3_client(s3.endpoint)
     client.create_bucket(Bucket="apply-in")
     client.create_bucket(Bucket="apply-out")
-    for path in make_shards(demo_data, tmp_path / "tars"):
+    for path in make_shards(demo_data, tmp_path / "tars", n=24):
         client.upload_file(str(path), "apply-in", f"wds/{path.name}")
     cfg = local_config().with_overrides("run", s3_endpoint=s3.endpoint)
     run = run_pipeline("s3://apply-in/wds", "s3://apply-out/run", cfg, show_progress=False)
