@@ -147,6 +147,39 @@ def test_decisions_change_the_tree_and_a_rerun_converges(folders, tmp_path: Path
     assert snapshot(data) == before
 
 
+def test_a_file_apply_did_not_write_is_never_overwritten(
+    folders, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, out, before = folders
+    rows = actions(out)
+    kept = sorted(u for u, r in rows.items() if r["action"] == "keep")
+    moving = kept[0]
+    target = next(Path(u).parent.name for u in kept if Path(u).parent != Path(moving).parent)
+    dest = tmp_path / "dest"
+    assert main(["apply", str(out), "--to", str(dest), "-q"]) == 0
+    name = Path(moving).name
+    if str(data / target / name) in kept:  # the kept file there keeps the name
+        name = f"{Path(moving).stem}~{rows[moving]['image_id'][:8]}{Path(moving).suffix}"
+    squatter = dest / target / name  # someone's file exactly where the relabel lands
+    squatter.write_bytes(b"someone else's")
+    decisions = tmp_path / "d.json"
+    decision = ReviewDecision(rows[moving]["image_id"], "relabel", target)
+    decisions.write_bytes(decisions_bytes([decision]))
+    capsys.readouterr()
+    code = main(["apply", str(out), "--to", str(dest), "--decisions", str(decisions), "-q"])
+    printed = capsys.readouterr().out
+    assert code == 1  # failed files, the rest written
+    assert squatter.read_bytes() == b"someone else's"
+    row = manifest(dest)[moving]
+    assert row["action"] == "failed" and row["dest_key"] is None
+    assert "apply did not write: not overwritten" in row["note"]
+    assert f"FAILED: 1 file(s), first {moving}" in printed
+    assert not (dest / Path(moving).relative_to(data)).exists()  # it left its old place
+    others = {str(Path(u).relative_to(data)) for u in kept if u != moving}
+    assert others <= set(data_files(dest))
+    assert snapshot(data) == before
+
+
 def test_dry_run_writes_nothing_and_quarantine_keeps_the_drops(
     folders, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,16 +14,20 @@ import json
 import logging
 import posixpath
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 from facesieve.apply.manifest import FAILED, STALE, Outcome
 from facesieve.apply.plan import DROP, RELABEL, Planned
-from facesieve.apply.source import Source
-from facesieve.apply.target import FOREIGN, RETRIES, Target
+from facesieve.apply.source import UNKNOWN, Source
+from facesieve.apply.target import FOREIGN, RETRIES, WRITTEN, Target
 from facesieve.apply.transfer import transfer
 from facesieve.errors import StorageError
 from facesieve.work.retry import Backoff, with_retries
 
 progress = logging.getLogger("facesieve.progress")
+THREADS = 8  # concurrent copies: S3 round trips and disk waits, not CPU
+IN_FLIGHT = 4 * THREADS
 NOT_OURS = "{name} already holds {key}, which apply did not write: not overwritten"
 
 
@@ -41,8 +45,11 @@ def place(source: Source, plans: list[Planned]) -> tuple[list[Outcome], dict[str
     for plan in plans:
         outcome = Outcome.of(plan)
         key = source.key_of(plan.uri)
+        if key is None and plan.action != DROP:
+            outcomes.append(outcome.with_note(UNKNOWN, STALE))
+            continue
         if plan.action == DROP or key is None:
-            outcomes.append(outcome if key else outcome.with_note("not in the ledger"))
+            outcomes.append(outcome)
             continue
         if (why := source.freshness(plan.image_id, plan.uri)) is not None:
             outcomes.append(outcome.with_note(why, STALE))
@@ -85,25 +92,33 @@ def write_files(
     quarantine: Target | None,
     link: bool,
 ) -> list[Outcome]:
-    """Write the placed files into ``dest`` (and dropped ones into ``quarantine``)."""
+    """Write the placed files into ``dest`` (and dropped ones into ``quarantine``): what to
+    write is decided here, the copies run in threads (they wait on storage, not on the CPU)."""
     dest.begin(sources)
     if quarantine is not None:
         quarantine.begin(source.key_of(o.plan.uri) or "" for o in outcomes if o.action == DROP)
-    done, last, total = [], time.monotonic(), len(outcomes)
-    for n, outcome in enumerate(outcomes, 1):
+    done = list(outcomes)
+    jobs: list[_Job] = []
+    for i, outcome in enumerate(outcomes):
         if outcome.dest_key is not None:
-            outcome = _write(source, outcome, sources[outcome.dest_key], dest, link, "DEST")
+            done[i] = _claim(source, i, outcome, sources[outcome.dest_key], dest, jobs)
         elif outcome.action == DROP and quarantine is not None:
-            outcome = _quarantine(source, outcome, quarantine, link)
+            done[i] = _claim_quarantine(source, i, outcome, quarantine, jobs)
         elif outcome.action == STALE:
             key = source.key_of(outcome.plan.uri)
             if key and dest.retain(key):
-                outcome = outcome.with_note("the copy an earlier apply wrote is kept")
-        done.append(outcome)
-        if time.monotonic() - last > 10 or n == total:
-            progress.info("apply: %d/%d images", n, total)
-            last = time.monotonic()
+                done[i] = outcome.with_note("the copy an earlier apply wrote is kept")
+    _run(source, jobs, done, link)
     return done
+
+
+@dataclass(frozen=True)
+class _Job:
+    index: int  # of the outcome
+    target: Target
+    src_key: str
+    dest_key: str
+    digest: str
 
 
 def _digest(source: Source, key: str) -> str:
@@ -112,38 +127,78 @@ def _digest(source: Source, key: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _write(
-    source: Source, outcome: Outcome, key: str, target: Target, link: bool, name: str
+def _claim(
+    source: Source, i: int, outcome: Outcome, key: str, target: Target, jobs: list[_Job]
 ) -> Outcome:
-    dest_key = outcome.dest_key or key
-    try:
-        state = target.put(
-            dest_key,
-            _digest(source, key),
-            lambda: with_retries(
-                lambda: transfer(source.input, key, target.store, dest_key, link),
-                f"copying {key}",
-                Backoff(),
-                RETRIES,
-            ),
-        )
-    except StorageError as exc:
-        kept = "; the copy an earlier apply wrote is kept" if target.retain(dest_key) else ""
-        return _at(outcome, None).with_note(f"{exc}{kept}", FAILED)
+    """The outcome of a file for DEST, and its copy job when it needs one."""
+    assert outcome.dest_key is not None
+    digest = _digest(source, key)
+    state = target.check(outcome.dest_key, digest)
     if state == FOREIGN:
-        why = NOT_OURS.format(name=name, key=dest_key)
+        why = NOT_OURS.format(name=target.name, key=outcome.dest_key)
         return _at(outcome, None).with_note(why, FAILED)
+    if state == WRITTEN:
+        if target.dry_run:
+            target.done(outcome.dest_key, digest, -1)
+        else:
+            jobs.append(_Job(i, target, key, outcome.dest_key, digest))
     return outcome
 
 
-def _quarantine(source: Source, outcome: Outcome, target: Target, link: bool) -> Outcome:
+def _claim_quarantine(
+    source: Source, i: int, outcome: Outcome, target: Target, jobs: list[_Job]
+) -> Outcome:
     entry = source.entry_of(outcome.plan.uri)
     if entry is None or entry.problem:
         return outcome.with_note("cannot be read: not quarantined")
-    key = entry.key
-    if key not in source.listing:
+    if entry.key not in source.listing:
         return outcome.with_note("not in the input now: not quarantined")
-    placed = _write(source, _at(outcome, key), key, target, link, "the quarantine folder")
+    placed = _claim(source, i, _at(outcome, entry.key), entry.key, target, jobs)
     if placed.action == FAILED:
         return outcome.with_note(f"not quarantined: {placed.note}")
-    return Outcome(outcome.plan, outcome.action, None, key, outcome.note)
+    return Outcome(outcome.plan, outcome.action, None, entry.key, outcome.note)
+
+
+def _run(source: Source, jobs: list[_Job], done: list[Outcome], link: bool) -> None:
+    """Copy in threads, at most ``IN_FLIGHT`` at a time (a million files are not a million
+    futures), recording each file or its failure as it finishes."""
+
+    def copy(job: _Job) -> int:
+        return with_retries(
+            lambda: transfer(source.input, job.src_key, job.target.store, job.dest_key, link),
+            f"copying {job.src_key}",
+            Backoff(),
+            RETRIES,
+        )
+
+    for job in {id(j.target): j for j in jobs}.values():
+        getattr(job.target.store, "client", None)  # build an S3 client before the threads
+    last, finished = time.monotonic(), 0
+    with ThreadPoolExecutor(THREADS) as pool:
+        pending: dict[Future[int], _Job] = {}
+        for n, job in enumerate(jobs, 1):
+            pending[pool.submit(copy, job)] = job
+            if len(pending) < IN_FLIGHT and n < len(jobs):
+                continue
+            while pending and (len(pending) >= IN_FLIGHT or n == len(jobs)):
+                ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in ready:
+                    _finish(pending.pop(future), future, done)
+                    finished += 1
+                if time.monotonic() - last > 10 or not pending:
+                    progress.info("apply: %d/%d files copied", finished, len(jobs))
+                    last = time.monotonic()
+
+
+def _finish(job: _Job, future: Future[int], done: list[Outcome]) -> None:
+    outcome = done[job.index]
+    try:
+        job.target.done(job.dest_key, job.digest, future.result())
+    except StorageError as exc:
+        kept = job.target.retain(job.dest_key)
+        note = f"{exc}; the copy an earlier apply wrote is kept" if kept else str(exc)
+        if outcome.quarantine_key is not None:
+            done[job.index] = Outcome(outcome.plan, outcome.action, None, None, outcome.note)
+            done[job.index] = done[job.index].with_note(f"not quarantined: {note}")
+        else:
+            done[job.index] = _at(outcome, None).with_note(note, FAILED)
