@@ -244,6 +244,40 @@ def test_apply_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Exit codes" in text and "review" in text
 
 
+def test_a_folder_tree_into_an_s3_bucket_converges(
+    folders, s3, creds, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, out, before = folders
+    rows = actions(out)
+    client = s3_client(s3.endpoint)
+    client.create_bucket(Bucket="apply-tree")
+    dropped = next(u for u, r in sorted(rows.items()) if r["reasons"] == ["near_duplicate"])
+    decisions = tmp_path / "d.json"
+    decisions.write_bytes(decisions_bytes([ReviewDecision(rows[dropped]["image_id"], "keep")]))
+    args = ["apply", str(out), "--to", "s3://apply-tree/v1", "--s3-endpoint", s3.endpoint]
+    assert main([*args, "--decisions", str(decisions), "--json", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["by_decision"] == 1
+
+    def listed() -> dict[str, bytes]:
+        found = client.list_objects_v2(Bucket="apply-tree", Prefix="v1/")["Contents"]
+        return {
+            o["Key"][3:]: client.get_object(Bucket="apply-tree", Key=o["Key"])["Body"].read()
+            for o in found
+            if not o["Key"][3:].startswith("_facesieve.")
+        }
+
+    wanted = {str(Path(u).relative_to(data)) for u, r in rows.items() if r["action"] != "drop"}
+    extra = str(Path(dropped).relative_to(data))
+    got = listed()
+    assert set(got) == wanted | {extra}
+    assert got[extra] == Path(dropped).read_bytes()
+    assert main([*args, "--json", "-q"]) == 0  # the decision withdrawn: its copy is removed
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["files"] == {"written": 0, "unchanged": len(wanted), "removed": 1}
+    assert set(listed()) == wanted
+    assert snapshot(data) == before
+
+
 # -- flat ------------------------------------------------------------------------------------
 
 
