@@ -180,6 +180,34 @@ def test_a_file_apply_did_not_write_is_never_overwritten(
     assert snapshot(data) == before
 
 
+def test_an_apply_killed_half_way_is_finished_by_the_next(
+    folders, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facesieve.apply import files, transfer
+
+    _, out, _ = folders
+    calls = []
+
+    def dies_after_three(*args: object, **kw: object) -> int:
+        calls.append(args)
+        if len(calls) > 3:
+            raise KeyboardInterrupt  # the process is stopped while copying
+        return transfer.transfer(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(files, "transfer", dies_after_three)
+    dest = tmp_path / "dest"
+    with pytest.raises(KeyboardInterrupt):
+        apply(out, dest, link=False)
+    monkeypatch.undo()
+    assert 0 < len(data_files(dest)) < 10 and not (dest / MANIFEST).exists()
+    result = apply(out, dest)  # its files are recognised as apply's own, not refused
+    assert result.exit_code == 0
+    fresh = tmp_path / "fresh"
+    apply(out, fresh)
+    assert data_files(dest) == data_files(fresh)
+    assert (dest / MANIFEST).read_bytes() == (fresh / MANIFEST).read_bytes()
+
+
 def test_dry_run_writes_nothing_and_quarantine_keeps_the_drops(
     folders, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -96,7 +96,8 @@ def write_files(
     write is decided here, the copies run in threads (they wait on storage, not on the CPU)."""
     dest.begin(sources)
     if quarantine is not None:
-        quarantine.begin(source.key_of(o.plan.uri) or "" for o in outcomes if o.action == DROP)
+        dropped = (source.key_of(o.plan.uri) for o in outcomes if o.action == DROP)
+        quarantine.begin(key for key in dropped if key)
     done = list(outcomes)
     jobs: list[_Job] = []
     for i, outcome in enumerate(outcomes):

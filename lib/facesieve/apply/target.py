@@ -84,7 +84,8 @@ class Target:
         """Record every key this apply may write, before writing any."""
         pending = dict(self.previous)
         for key in keys:
-            pending.setdefault(key, (PENDING, -1))
+            if key and key not in OWN_KEYS:
+                pending.setdefault(key, (PENDING, -1))
         if not self.dry_run:
             self._write_record(pending)
 
