@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,21 @@ def test_a_link_swapped_to_the_outside_is_refused_after_opening(tmp_path: Path) 
         store.read_bytes("link.jpg")
     with pytest.raises(StorageError, match="No such file"):
         store.read_bytes("missing.jpg")
+
+
+def test_streamed_write_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.write_bytes("t/a.tar", b"old")
+    with pytest.raises(RuntimeError), store.open_write("t/a.tar") as f:
+        f.write(b"new, half")
+        raise RuntimeError("stopped")
+    assert store.read_bytes("t/a.tar") == b"old"  # the old file stays, no temp file is left
+    assert [p.name for p in (tmp_path / "t").iterdir()] == ["a.tar"]
+    with store.open_write("t/a.tar") as f:
+        for _ in range(3):
+            f.write(b"x" * 1000)
+    assert store.read_bytes("t/a.tar") == b"x" * 3000
+    umask = os.umask(0o022)
+    os.umask(umask)
+    mode = (tmp_path / "t" / "a.tar").stat().st_mode & 0o777
+    assert mode == 0o666 & ~umask  # a dataset file, not a private temp file (0600)

@@ -262,6 +262,30 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apply(args: argparse.Namespace) -> int:
+    from facesieve.apply.manifest import summary_text
+    from facesieve.apply.run import ApplyOptions, apply_dataset
+
+    opts = ApplyOptions(
+        out=args.out,
+        dest=args.dest,
+        decisions=args.decisions,
+        quarantine=args.quarantine,
+        dry_run=args.dry_run,
+        link=not args.copy,
+        s3_endpoint=args.s3_endpoint,
+    )
+    result = apply_dataset(opts)
+    text = summary_text(result.summary)
+    if args.dry_run:
+        changes = [f"write {k}" for k in result.would_write]
+        text = "\n".join([*changes, *(f"remove {k}" for k in result.would_remove), text])
+        result.summary["would_write"] = result.would_write
+        result.summary["would_remove"] = result.would_remove
+    _emit(args, result.summary, text)
+    return result.exit_code
+
+
 COMMANDS = {
     "embed": cmd_embed,
     "index": cmd_index,
@@ -272,6 +296,7 @@ COMMANDS = {
     "clean": cmd_clean,
     "run": cmd_run,
     "eval": cmd_eval,
+    "apply": cmd_apply,
 }
 
 

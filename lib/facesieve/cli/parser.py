@@ -299,6 +299,60 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser(
+        "apply",
+        help="write the cleaned dataset from a run's actions (and review decisions)",
+        description="Write the cleaned dataset of a finished run into DEST: OUT's input with the "
+        "report's actions applied (report/actions.parquet), a person's decisions replacing them "
+        "per image. folders input -> DEST/<label>/<file> (drop left out, relabel moved to the "
+        "new label, keep hard-linked when input and DEST are local on one filesystem, else "
+        "copied); webdataset -> tar shards of the same names (dropped samples left out, new "
+        "labels in KEY.json / KEY.cls); flat -> the same relative paths, drops left out. "
+        "`review` is kept unless a decision says otherwise. A file changed since the report is "
+        "not applied (rerun `facesieve run`). Rerunning is safe: DEST ends as a fresh apply "
+        "would write it; apply removes only files it wrote, and refuses a non-empty DEST it "
+        "did not write. DEST/_facesieve.manifest.parquet says what happened to every image "
+        "(docs/CLEANING.md).",
+        epilog="Exit codes: 0 done; 1 some files failed (the rest are written); 2 usage or "
+        "configuration error (no report in OUT, DEST inside the input or OUT, a bad decisions "
+        "file, a non-empty DEST apply did not write).",
+    )
+    p.add_argument("out", metavar="OUT", help="output root of a finished `facesieve run`")
+    p.add_argument(
+        "--to",
+        required=True,
+        dest="dest",
+        metavar="DEST",
+        help="where the cleaned dataset goes (folder or s3://bucket/prefix; empty, or written "
+        "by an earlier apply)",
+    )
+    p.add_argument(
+        "--decisions",
+        metavar="FILE",
+        help="review decisions (JSON, the review page's export; docs/FORMATS.md): each replaces "
+        "the report's action of one image",
+    )
+    p.add_argument(
+        "--quarantine",
+        metavar="DIR",
+        help="copy dropped files here (same relative paths; dropped samples into tars of the "
+        "same names), with the reasons in DIR/_facesieve.manifest.parquet",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be written and removed; write nothing",
+    )
+    p.add_argument(
+        "--copy", action="store_true", help="always copy kept files, never hard-link them"
+    )
+    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors; no progress")
+
+    p = sub.add_parser(
         "eval",
         help="quality benchmark: inject known problems, score the pipeline",
         description="Copy labeled folder-per-identity datasets (and, with --photos, unlabeled "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
@@ -50,6 +51,12 @@ class Store(Protocol):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Atomic: readers see the old file or the whole new one, never a part."""
+        ...
+
+    def open_write(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """A stream for writing ``key`` without holding it in memory (large tar shards). Atomic
+        like ``write_bytes``: the file appears whole when the block ends without an error, and
+        not at all (the old one stays) when it raises."""
         ...
 
     def read_tagged(self, key: str) -> tuple[bytes, str]:

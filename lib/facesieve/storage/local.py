@@ -16,6 +16,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,6 +32,8 @@ _KINDS = (
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
 )
+_UMASK = os.umask(0o022)  # read once (os.umask can only read by setting)
+os.umask(_UMASK)
 
 
 def _kind(mode: int) -> str:
@@ -219,6 +222,29 @@ class LocalStore:
                 raise
         except OSError as exc:
             raise self._fail("write", key, exc) from None
+
+    @contextmanager
+    def open_write(self, key: str) -> Iterator[BinaryIO]:
+        """A temp file beside ``key``, renamed over it when the block ends without an error."""
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as exc:
+            raise self._fail("write", key, exc) from None
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # a dataset file, not a private temp file
+            with os.fdopen(fd, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise self._fail("write", key, exc) from None
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def create_exclusive(self, key: str, data: bytes) -> str | None:
         """A hard link from a complete temp file: the file appears whole or not at all."""

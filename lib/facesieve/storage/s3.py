@@ -11,11 +11,15 @@ out a longer outage with its own backoff and readers can turn a missing object i
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO, cast
 
 from facesieve.errors import ConfigError, StorageError
 from facesieve.storage.base import ObjectInfo
+
+log = logging.getLogger(__name__)
 
 _RETRY = {"max_attempts": 8, "mode": "adaptive"}
 _TRANSIENT_CODES = {
@@ -34,6 +38,7 @@ _TRANSIENT_CODES = {
     "504",
     "OperationAborted",
 }
+PART_BYTES = 16 << 20  # multipart part size: S3 wants >= 5 MiB and at most 10,000 parts
 _CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
@@ -109,6 +114,69 @@ class _Stream(io.RawIOBase):
     def close(self) -> None:
         self._body.close()
         super().close()
+
+
+class _Upload(io.RawIOBase):
+    """Bytes written in parts: a single PUT when it all fits one part, a multipart upload
+    (created on the first full part, completed on ``commit``, aborted on ``abort``) otherwise.
+    S3 shows a multipart object only once it is completed, so either way it appears whole."""
+
+    def __init__(self, store: S3Store, key: str, part_bytes: int) -> None:
+        self._store, self._key, self._part_bytes = store, key, part_bytes
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._buffer += data
+        while len(self._buffer) >= self._part_bytes:
+            self._send(bytes(self._buffer[: self._part_bytes]))
+            del self._buffer[: self._part_bytes]
+        return len(data)
+
+    def _send(self, part: bytes) -> None:
+        client, bucket, full = self._store.client, self._store.bucket, self._store._key(self._key)
+        try:
+            if self._upload_id is None:
+                answer = client.create_multipart_upload(Bucket=bucket, Key=full)
+                self._upload_id = answer["UploadId"]
+            number = len(self._parts) + 1
+            answer = client.upload_part(
+                Bucket=bucket, Key=full, UploadId=self._upload_id, PartNumber=number, Body=part
+            )
+            self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        except Exception as exc:
+            raise self._store._fail("write", self._key, exc) from None
+
+    def commit(self) -> None:
+        if self._upload_id is None:
+            self._store.write_bytes(self._key, bytes(self._buffer))
+            return
+        if self._buffer:
+            self._send(bytes(self._buffer))
+            self._buffer.clear()
+        try:
+            self._store.client.complete_multipart_upload(
+                Bucket=self._store.bucket,
+                Key=self._store._key(self._key),
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        except Exception as exc:
+            raise self._store._fail("write", self._key, exc) from None
+
+    def abort(self) -> None:
+        if self._upload_id is not None:
+            try:
+                self._store.client.abort_multipart_upload(
+                    Bucket=self._store.bucket, Key=self._store._key(self._key),
+                    UploadId=self._upload_id,
+                )  # fmt: skip
+            except Exception as exc:  # the write already failed; an orphan part is S3's to expire
+                log.warning("could not abort the upload of %s: %s", self._key, _describe(exc))
 
 
 class S3Store:
@@ -209,6 +277,21 @@ class S3Store:
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
         except Exception as exc:
             raise self._fail("write", key, exc) from None
+
+    @contextmanager
+    def open_write(self, key: str, part_bytes: int = PART_BYTES) -> Iterator[BinaryIO]:
+        """Streamed in parts of ``part_bytes`` (a multipart upload past the first part)."""
+        upload = _Upload(self, key, part_bytes)
+        try:
+            yield cast(BinaryIO, upload)
+        except BaseException:
+            upload.abort()
+            raise
+        try:
+            upload.commit()
+        except BaseException:
+            upload.abort()
+            raise
 
     def read_tagged(self, key: str) -> tuple[bytes, str]:
         try:
