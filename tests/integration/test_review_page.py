@@ -7,7 +7,10 @@ localStorage, and hostile labels and file names shown as text.
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +253,30 @@ def test_hostile_labels_and_names_are_text(page: Watched, site: tuple) -> None:
     chunks = [f.read_text("ascii") for f in (report / "data").iterdir()]  # all escaped
     assert all("</script" not in t and "<!--" not in t and "<img" not in t for t in chunks)
     assert any("\\u003cimg src=x onerror" in t for t in chunks)
+
+
+def test_served_by_a_static_web_server(browser: Any, site: tuple) -> None:  # noqa: F811
+    """The same files from plain HTTP (what an S3 website or any static host does)."""
+    report = Path(site[0]).parent
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(report))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    context = browser.new_context()
+    try:
+        w = Watched(context.new_page())
+        w.page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+        n = w.rendered()
+        assert _count(w) == N
+        w.page.click("#next")
+        w.rendered(n)
+        w.page.wait_for_function("window.facesieve.sheetsRequested.length >= 2")
+        w.page.wait_for_timeout(300)
+        assert w.names("sheet-") == {"sheet-1.jpg", "sheet-2.jpg"}
+        assert w.page.evaluate("document.body.dataset.brokenImages") is None
+        assert w.errors == []
+    finally:
+        context.close()
+        server.shutdown()
+        thread.join(timeout=10)

@@ -105,6 +105,7 @@ def render_index(summary: dict[str, Any], changes: pa.Table, report_id: str) -> 
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width'>"
+        "<link rel=icon href='data:,'>"  # no favicon request (a 404 on static hosts)
         f"<title>facesieve report</title><link rel=stylesheet href='review.css?v={v}'>"
         f"</head><body>{''.join(body)}"
         f"<script src='review.js?v={v}'></script><script src='data/index.js?v={v}'></script>"
