@@ -172,7 +172,7 @@ class CleanConfig:
     split_min_faces: int = 2  # faces each label needs before a split is claimed
     multi_min_faces: int = 3  # faces a second identity inside a label needs
     multi_max_cosine: float = 0.4  # second identity's centroid below this vs the first
-    report_rows: int = 60  # thumbnails per reason section of index.html
+    report_rows: int = 60  # items per page of the review page (and per data chunk/sheet)
 
     def validate(self) -> None:
         unit = (

@@ -27,7 +27,9 @@ def test_demo_runs_every_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str
     reasons = info["report"]["reasons"]
     for reason in ("decode_error", "no_face", "exact_duplicate", "near_duplicate", "mislabeled"):
         assert reasons.get(reason, 0) >= 1, reason
-    assert (out / "report" / "index.html").stat().st_size > 10_000
+    report = out / "report"
+    assert (report / "index.html").is_file() and (report / "data" / "index.js").is_file()
+    assert (report / "thumbs" / "sheet-1.jpg").stat().st_size > 10_000  # real thumbnails
     # the text output says where the report is
     assert main(["clean", str(out)]) == 0
     assert f"{out}/report/index.html" in capsys.readouterr().out

@@ -2,14 +2,16 @@
 
 Writes under ``OUT/report/``: ``actions.parquet`` and ``.csv`` (one row per input file),
 ``summary.json``, ``changes.parquet`` (since the previous report, ``report.changes``),
-``index.html``, the snapshot ``state.parquet`` and ``pixel_scores.parquet`` (near-duplicate
-pixel scores kept for the next report, ``clean.pixel_cache``). The unit's digest covers the
-clusters, every embed shard and the thresholds, so an unchanged output root is not reported
-again.
+the review page (``index.html``, ``review.js``/``.css``, ``data/``, ``thumbs/``; see
+``facesieve.report.site``), the snapshot ``state.parquet`` and ``pixel_scores.parquet``
+(near-duplicate pixel scores kept for the next report, ``clean.pixel_cache``). The unit's
+digest covers the clusters, every embed shard and the thresholds, so an unchanged output root is
+not reported again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -30,7 +32,9 @@ from facesieve.errors import ConfigError
 from facesieve.outputs import parquet_bytes, read_parquet
 from facesieve.report.changes import CHANGES_KEY, STATE_KEY, compare, state_table
 from facesieve.report.changes import counts as change_counts
-from facesieve.report.html import render_report
+from facesieve.report.html import render_index
+from facesieve.report.review_data import review_inputs
+from facesieve.report.site import ASSETS, DATA, THUMBS, write_site
 from facesieve.storage.base import Store
 from facesieve.work import Marker, Resources, Unit, UnitOutput, digest, read_markers
 from facesieve.work.contract import Progress
@@ -41,8 +45,9 @@ ACTIONS_KEY = "report/actions.parquet"
 ACTIONS_CSV = "report/actions.csv"
 SUMMARY_KEY = "report/summary.json"
 HTML_KEY = "report/index.html"
+ASSET_KEYS = [f"report/{name}" for name in ASSETS]
 UNIT = "report"
-VERSION = 6  # bump when the same inputs and thresholds give a different report
+VERSION = 7  # bump when the same inputs and thresholds give a different report
 
 
 def csv_bytes(actions: pa.Table) -> bytes:
@@ -111,7 +116,8 @@ class CleanStep:
         if previous is not None and _digest_of(previous) == unit.digest:
             # every file was written by an earlier attempt that died before its marker
             summary = json.loads(out.read_bytes(SUMMARY_KEY))
-            return UnitOutput(_stats(summary), OUTPUTS, {})
+            site = [o.key for p in (DATA, THUMBS) for o in out.list(p)]
+            return UnitOutput(_stats(summary), sorted({*OUTPUTS, *site, *ASSET_KEYS}), {})
         inp = load_inputs(out, self.graph_shards)
         mode = cluster_mode(out, self.graph_shards, inp)
         max_pixels = config.source.max_pixels
@@ -129,8 +135,13 @@ class CleanStep:
         out.write_bytes(ACTIONS_CSV, csv_bytes(decision.actions))
         out.write_bytes(PIXEL_SCORES_KEY, scores_bytes(decision.duplicates.scores, max_pixels))
         t = time.perf_counter()
-        page = render_report(inp, decision, summary, config, changes)
-        out.write_bytes(HTML_KEY, page.encode("utf-8"))
+        summary["report_id"] = report_id(out.root_uri, unit.digest)
+        info = {"report": summary["report_id"], "output": out.root_uri}
+        page = render_index(summary, changes, summary["report_id"])
+        ri = review_inputs(inp, decision)
+        site = write_site(
+            out, ri, page, info, config.clean.report_rows, max_pixels, config.run.s3_endpoint
+        )
         summary["timings"]["report_s"] = round(time.perf_counter() - t, 3)
         summary["timings"]["total_s"] = round(time.perf_counter() - started, 3)
         out.write_bytes(SUMMARY_KEY, json.dumps(summary, indent=1).encode())
@@ -138,7 +149,13 @@ class CleanStep:
         state = state.replace_schema_metadata({DIGEST_META: unit.digest})
         out.write_bytes(STATE_KEY, parquet_bytes(state))
         progress(1)
-        return UnitOutput(_stats(summary), OUTPUTS, {})
+        return UnitOutput(_stats(summary), sorted({*OUTPUTS, *site}), {})
+
+
+def report_id(root_uri: str, unit_digest: str) -> str:
+    """Names one report: its output root and what it was made from. The review page keys its
+    saved decisions by it, so two reports never mix, and the same report made again keeps them."""
+    return hashlib.sha256(f"{root_uri}\n{unit_digest}".encode()).hexdigest()[:16]
 
 
 OUTPUTS = [
