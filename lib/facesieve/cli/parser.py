@@ -5,6 +5,18 @@ from __future__ import annotations
 import argparse
 
 from facesieve import __version__
+from facesieve.config import Config
+
+_DEFAULTS = Config()
+
+
+def default(section: str, key: str) -> str:
+    """A key's default as help text shows it, read from the dataclasses so it cannot drift."""
+    value = getattr(getattr(_DEFAULTS, section), key)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
 
 EPILOG = """\
 INPUT and OUT are local paths or s3://bucket/prefix URIs. S3 credentials come from the standard
@@ -17,9 +29,25 @@ success; 1 some units failed after retries (the others are written, later stages
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("common options")
-    g.add_argument("--config", metavar="FILE", help="YAML config with sections source, faces, run")
     g.add_argument(
-        "--device", choices=["auto", "cpu", "cuda"], help="inference device (default auto)"
+        "--config",
+        metavar="FILE",
+        help="YAML config file with sections source, faces, run, index, cluster, clean "
+        "(`facesieve config` prints one; every key: docs/OPERATIONS.md); --set and the flags "
+        "below override it",
+    )
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config key, typed like the YAML value (e.g. --set "
+        "clean.min_face_px=40, --set run.retries=2); repeatable, applied after --config",
+    )
+    g.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help=f"inference device (default {default('run', 'device')})",
     )
     g.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     g.add_argument(
@@ -62,13 +90,18 @@ def _add_models(p: argparse.ArgumentParser) -> None:
         help="ArcFace 112x112 ONNX file (default: bundled MobileFaceNet)",
     )
     g.add_argument(
-        "--det-size", type=int, metavar="PX", help="largest detector input side (default 640)"
+        "--det-size",
+        type=int,
+        metavar="PX",
+        help="largest detector input side, a multiple of 32 "
+        f"(default {default('faces', 'det_size')})",
     )
     g.add_argument(
         "--flip",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="average each embedding with the mirrored face's (default off)",
+        help="average each embedding with the mirrored face's "
+        f"(default {default('faces', 'flip')})",
     )
 
 
@@ -83,7 +116,7 @@ def _add_job(p: argparse.ArgumentParser) -> None:
         "--shard-size",
         type=int,
         metavar="N",
-        help="images per shard for folders/flat (default 1000)",
+        help=f"images per shard for folders/flat (default {default('source', 'shard_size')})",
     )
     g.add_argument(
         "--aligned",
@@ -100,21 +133,26 @@ def _add_job(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         metavar="N",
-        help="worker actors (default: one per CPU, or run.gpu_workers_per_device per GPU)",
+        help="Ray worker processes per step (default 0: as many as the cluster's CPUs hold, or "
+        "run.gpu_workers_per_device per GPU; never more than the step has units; the local "
+        "runner always uses one)",
     )
+    backoff = float(default("run", "retry_backoff_s"))
     g.add_argument(
         "--retries",
         type=int,
         metavar="N",
         help="extra attempts for a unit that failed for a passing reason, with backoff "
-        "(5, 10, 20, 40 s...; default 4)",
+        f"({backoff:g}, {2 * backoff:g}, {4 * backoff:g} s... at most 60 s; "
+        f"default {default('run', 'retries')})",
     )
     g.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
     g.add_argument(
         "--accept-removals",
         action="store_true",
-        help="go on when more than source.max_removed_share (half) of the files known from the "
-        "last run are gone (without it the run stops before deleting their outputs)",
+        help="go on when more than source.max_removed_share "
+        f"({default('source', 'max_removed_share')}) of the files known from the last run are "
+        "gone (without it the run stops before deleting their outputs)",
     )
     g.add_argument(
         "--follow-external-links",
@@ -127,13 +165,26 @@ def _add_job(p: argparse.ArgumentParser) -> None:
 
 def _add_index(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("index and kNN graph")
-    g.add_argument("--memory", metavar="SIZE", help="index memory budget, e.g. 8G (default 8G)")
+    g.add_argument(
+        "--memory",
+        metavar="SIZE",
+        help=f"index memory budget, e.g. 8G or 512M (default {default('index', 'memory')})",
+    )
     g.add_argument(
         "--factory", metavar="STR", help="FAISS index_factory string overriding the rule"
     )
-    g.add_argument("--nprobe", type=int, metavar="N", help="IVF lists visited per query")
     g.add_argument(
-        "--knn-k", type=int, metavar="K", help="neighbours per face in the kNN graph (default 32)"
+        "--nprobe",
+        type=int,
+        metavar="N",
+        help="IVF lists visited per query (default 0: max(32, nlist / 64))",
+    )
+    g.add_argument(
+        "--knn-k",
+        type=int,
+        metavar="K",
+        help="neighbours per face in the kNN graph; 0: no graph "
+        f"(default {default('index', 'knn_k')})",
     )
 
 
@@ -143,13 +194,15 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
         "--min-cluster-size",
         type=int,
         metavar="N",
-        help="smallest group of faces that counts as an identity (default 3)",
+        help="smallest group of faces that counts as an identity "
+        f"(default {default('cluster', 'min_cluster_size')})",
     )
     g.add_argument(
         "--min-samples",
         type=int,
         metavar="N",
-        help="neighbours behind a face's core distance (default 2)",
+        help="neighbours behind a face's core distance, at most --knn-k "
+        f"(default {default('cluster', 'min_samples')})",
     )
     g.add_argument(
         "--mode",
@@ -277,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
         "actions, summary and HTML report",
         "Apply the cleaning rules (docs/CLEANING.md) to the embeddings, clusters and labels of "
         "OUT. Writes OUT/report/actions.parquet (+ .csv): one row per input image with action "
-        "keep|drop|relabel|review and its reasons; summary.json; index.html.",
+        "keep|drop|relabel|review and its reasons; summary.json; index.html. Every threshold "
+        "is a clean.* key: change it with --set clean.KEY=VALUE or a --config file (the keys: "
+        "`facesieve config`, docs/CLEANING.md).",
         "output root with clusters",
     )
     _add_common(p)
@@ -292,6 +347,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", metavar="INPUT", help="folder or s3://bucket/prefix")
     p.add_argument("--out", required=True, metavar="OUT", help="output root")
+    _add_job(p)
+    _add_models(p)
+    _add_index(p)
+    _add_cluster(p)
+    _add_common(p)
+
+    p = sub.add_parser(
+        "config",
+        help="print the effective configuration as YAML",
+        description="Print the configuration a command with these options would use, as YAML "
+        "that --config reads back: the defaults, then --config FILE, then each --set, then the "
+        "flags. URL credentials (user:password@) are shown as REDACTED. A wrong key or a value of "
+        "the wrong type is an error naming the key (exit 2).",
+    )
+    p.add_argument(
+        "--defaults", action="store_true", help="start from the built-in defaults, ignore --config"
+    )
     _add_job(p)
     _add_models(p)
     _add_index(p)

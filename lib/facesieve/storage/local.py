@@ -13,8 +13,8 @@ import errno
 import fcntl
 import hashlib
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -196,8 +196,20 @@ class LocalStore:
     # -- writing -----------------------------------------------------------------------------
 
     def _temp(self, path: Path, data: bytes) -> str:
+        """A complete, fsynced temp file next to ``path``. Created with mode 0666 so that the
+        kernel applies the user's umask (mkstemp's 0600 made every report unreadable to the
+        colleagues and web servers the umask lets in)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        for _ in range(100):
+            tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+            try:
+                fd = os.open(tmp, flags, 0o666)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise FileExistsError(errno.EEXIST, "no free temp file name", str(path.parent))
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
