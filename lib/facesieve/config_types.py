@@ -66,8 +66,11 @@ def check_value(hint: Any, value: Any, where: str) -> Any:
     for kind in kinds:
         if _matches(kind, value):
             return float(value) if kind is float else value
+    hint_text = ""
+    if str in kinds and isinstance(value, bool):  # YAML reads unquoted yes/no/on/off as bools
+        hint_text = "; quote it in YAML, e.g. aligned: 'yes'"
     raise ConfigError(
-        f"{where}: expected {type_text(hint)}, got {value!r} ({type(value).__name__})"
+        f"{where}: expected {type_text(hint)}, got {value!r} ({type(value).__name__}){hint_text}"
     )
 
 

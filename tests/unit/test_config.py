@@ -140,3 +140,15 @@ def test_public_dict_hides_url_userinfo() -> None:
     assert data["run"]["s3_endpoint"] == "http://REDACTED@127.0.0.1:8333"
     assert data["run"]["ray_address"] == "ray://REDACTED@h:10001"
     assert cfg.to_dict()["run"]["s3_endpoint"].startswith("http://bob:")  # code still has it
+
+
+def test_unquoted_yes_for_a_string_key_says_to_quote_it(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("faces:\n  aligned: yes\n")
+    with pytest.raises(
+        ConfigError, match=r"faces\.aligned: expected a string, got True .*quote it"
+    ):
+        load_config(f)
+    f.write_text("faces:\n  aligned: 'yes'\n")
+    assert load_config(f).faces.aligned == "yes"
+    assert load_config(None, ["faces.aligned=yes"]).faces.aligned == "yes"  # --set keeps text

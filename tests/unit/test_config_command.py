@@ -96,3 +96,30 @@ def test_cleaning_doc_lists_every_threshold_with_its_default() -> None:
     for key, value in Config().to_dict()["clean"].items():
         assert key in rows, f"docs/CLEANING.md has no row for clean.{key}"
         assert float(rows[key]) == float(value), key
+
+
+def test_help_defaults_are_the_code_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from facesieve.cli.parser import build_parser
+    from facesieve.faces.verify import DEFAULT_THRESHOLD
+
+    parser = build_parser()
+    texts = {}
+    for command in ("run", "verify", "cluster"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        texts[command] = " ".join(capsys.readouterr().out.split())
+    d = Config()
+    run = texts["run"]
+    for flag, value in [
+        ("--shard-size N", d.source.shard_size),
+        ("--det-size PX", d.faces.det_size),
+        ("--memory SIZE", d.index.memory),
+        ("--knn-k K", d.index.knn_k),
+        ("--retries N", d.run.retries),
+        ("--min-cluster-size N", d.cluster.min_cluster_size),
+        ("--min-samples N", d.cluster.min_samples),
+    ]:
+        after = run.rsplit(flag, 1)[1][:300]  # the help line, not the usage line
+        assert f"default {value})" in after, flag
+    assert f"default {DEFAULT_THRESHOLD}:" in texts["verify"]
+    assert "--set SECTION.KEY=VALUE" in texts["cluster"]

@@ -121,3 +121,15 @@ def test_install_quiets_sdk_debug_unless_opted_in(monkeypatch: pytest.MonkeyPatc
         logging.getLogger("urllib3").setLevel(saved[2])
         for name in ("boto3", "s3transfer"):
             logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def test_cli_traceback_of_a_bug_is_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    from facesieve.cli.main import _redacted_excepthook
+
+    try:
+        raise ValueError(f"Could not connect to http://bob:pw-Leak-123@h:1/b key {KEY_ID}")
+    except ValueError as exc:
+        _redacted_excepthook(ValueError, exc, exc.__traceback__)
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ValueError: Could not connect" in err
+    assert "pw-Leak-123" not in err and KEY_ID not in err

@@ -20,7 +20,7 @@ import numpy as np
 from facesieve.cli.parser import build_parser
 from facesieve.config import Config, load_config
 from facesieve.errors import ConfigError, FacesieveError, LockError, ModelError
-from facesieve.redact import install_redaction
+from facesieve.redact import install_redaction, redact_text
 
 log = logging.getLogger("facesieve")
 
@@ -53,8 +53,16 @@ def _setup_logging(args: argparse.Namespace) -> None:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     install_redaction()  # no key, signature or URL password in the log at any verbosity
+    sys.excepthook = _redacted_excepthook
     if not args.quiet:  # progress lines are what a nightly job's log should show by default
         logging.getLogger("facesieve.progress").setLevel(min(level, logging.INFO))
+
+
+def _redacted_excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """A bug's traceback still reaches stderr, through the same redaction as the log."""
+    import traceback
+
+    sys.stderr.write(redact_text("".join(traceback.format_exception(kind, exc, tb))))
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:

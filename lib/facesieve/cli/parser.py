@@ -33,8 +33,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--config",
         metavar="FILE",
         help="YAML config file with sections source, faces, run, index, cluster, clean "
-        "(`facesieve config` prints one; every key: docs/OPERATIONS.md); --set and the flags "
-        "below override it",
+        "(`facesieve config` prints one; every key: docs/OPERATIONS.md); --set and the other "
+        "flags override it",
     )
     g.add_argument(
         "--set",
@@ -51,11 +51,18 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     g.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more logging (-vv for debug; credentials are always masked, and the AWS SDK's own "
+        "debug lines need FACESIEVE_SDK_DEBUG=1 as well)",
     )
     g.add_argument("-q", "--quiet", action="store_true", help="only errors; no progress bar")
 
 
+S3_HELP = "S3-compatible endpoint URL (default: AWS_ENDPOINT_URL, else AWS S3)"
+NPROBE_HELP = "IVF lists visited per query (default 0: max(32, nlist / 64))"
 FACE_HELP = (
     "which face of a photo to use: subject (default: the complete, central, large, "
     "well-detected face; docs/OPERATIONS.md), largest, central, all, or N (the N-th face, "
@@ -146,7 +153,7 @@ def _add_job(p: argparse.ArgumentParser) -> None:
         f"({backoff:g}, {2 * backoff:g}, {4 * backoff:g} s... at most 60 s; "
         f"default {default('run', 'retries')})",
     )
-    g.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    g.add_argument("--s3-endpoint", metavar="URL", help=S3_HELP)
     g.add_argument(
         "--accept-removals",
         action="store_true",
@@ -177,7 +184,7 @@ def _add_index(p: argparse.ArgumentParser) -> None:
         "--nprobe",
         type=int,
         metavar="N",
-        help="IVF lists visited per query (default 0: max(32, nlist / 64))",
+        help=NPROBE_HELP,
     )
     g.add_argument(
         "--knn-k",
@@ -226,7 +233,7 @@ def _add_runner(p: argparse.ArgumentParser) -> None:
     """Where the units of an OUT-only command run."""
     p.add_argument("--runner", choices=["ray", "local"], help="ray (default) or local in-process")
     p.add_argument("--ray-address", metavar="ADDR", help="join a Ray cluster")
-    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    p.add_argument("--s3-endpoint", metavar="URL", help=S3_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,7 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image_a", metavar="IMAGE_A")
     p.add_argument("image_b", metavar="IMAGE_B")
     p.add_argument(
-        "--threshold", type=float, help="cosine at or above which faces match (default: LFW-tuned)"
+        "--threshold",
+        type=float,
+        help="cosine at or above which faces match (default 0.225: the mean of the 10 LFW "
+        "folds' thresholds, docs/BENCHMARKS.md)",
     )
     _add_face(p, "every face of A against every face of B, the most similar pair decides")
     _add_models(p)
@@ -291,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--merge",
         action="store_true",
         default=None,
-        help="also write all shards as one index file",
+        help="also write all shards as one index file, index/gen-*/merged.faiss (default off)",
     )
     _add_runner(p)
     _add_common(p)
@@ -306,8 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", metavar="OUT", help="output root with an index")
     p.add_argument("image", metavar="IMAGE", help="query photo")
     p.add_argument("-k", type=int, default=5, help="matches per query face (default 5)")
-    p.add_argument("--nprobe", type=int, metavar="N", help="IVF lists visited per query")
-    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    p.add_argument("--nprobe", type=int, metavar="N", help=NPROBE_HELP)
+    p.add_argument("--s3-endpoint", metavar="URL", help=S3_HELP)
     _add_face(p, "every face, largest first")
     _add_models(p)
     _add_common(p)
