@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 MASK = "REDACTED"
@@ -110,14 +111,34 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_FILTER = RedactingFilter()
+
+
+def _redacting_factory(
+    previous: Callable[..., logging.LogRecord],
+) -> Callable[..., logging.LogRecord]:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        _FILTER.filter(record)
+        return record
+
+    factory.facesieve_redacting = True  # type: ignore[attr-defined]
+    return factory
+
+
 def sdk_debug_enabled() -> bool:
     return os.environ.get(SDK_DEBUG_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 def install_redaction(logger: logging.Logger | None = None) -> RedactingFilter:
-    """Filter every handler of ``logger`` (root by default), register the environment's AWS
-    keys, and keep the SDK loggers at INFO unless ``FACESIEVE_SDK_DEBUG=1``. Idempotent."""
+    """Filter every handler of ``logger`` (root by default) and, through the log record
+    factory, every record any logger creates (Ray's own loggers keep their own handlers);
+    register the environment's AWS keys; keep the SDK loggers at INFO unless
+    ``FACESIEVE_SDK_DEBUG=1``. Idempotent."""
     target = logger or logging.getLogger()
+    current = logging.getLogRecordFactory()
+    if not getattr(current, "facesieve_redacting", False):
+        logging.setLogRecordFactory(_redacting_factory(current))
     register_env_secrets()
     existing = [f for h in target.handlers for f in h.filters if isinstance(f, RedactingFilter)]
     flt = existing[0] if existing else RedactingFilter()

@@ -96,6 +96,7 @@ def test_filter_redacts_arguments_exceptions_and_stacks() -> None:
 
 
 def test_install_quiets_sdk_debug_unless_opted_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logging, "_logRecordFactory", logging.getLogRecordFactory())
     root = logging.getLogger()
     handler = logging.StreamHandler(io.StringIO())
     saved = (root.level, logging.getLogger("botocore").level, logging.getLogger("urllib3").level)
@@ -133,3 +134,17 @@ def test_cli_traceback_of_a_bug_is_redacted(capsys: pytest.CaptureFixture[str]) 
     err = capsys.readouterr().err
     assert "Traceback" in err and "ValueError: Could not connect" in err
     assert "pw-Leak-123" not in err and KEY_ID not in err
+
+
+def test_install_covers_loggers_with_their_own_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's loggers do not propagate to the root: the record factory redacts them too."""
+    monkeypatch.setattr(logging, "_logRecordFactory", logging.getLogRecordFactory())
+    stream = io.StringIO()
+    own = logging.getLogger("test_redact.own_handler")
+    own.handlers[:] = [logging.StreamHandler(stream)]
+    own.propagate = False
+    own.setLevel(logging.INFO)
+    install_redaction()
+    install_redaction()  # the factory is wrapped once
+    own.info("joining ray://u:tok-Leak-55@head:10001 with %s", KEY_ID)
+    assert stream.getvalue() == f"joining ray://{MASK}@head:10001 with {MASK}\n"
