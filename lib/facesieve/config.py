@@ -171,8 +171,12 @@ class CleanConfig:
     mislabel_margin: float = 0.2  # suggested minus own similarity, at least
     outlier_max_own: float = 0.25  # face vs its own label's identity below this: outlier
     outlier_full_face_px: float = 80.0  # smaller faces need less own support (weaker evidence)
+    outlier_small_face_discount: float = 0.2  # outlier_max_own is this much lower at min_face_px
+    identity_min_share: float = 0.3  # share of a label's faces its dominant cluster must hold
+    identity_fallback_cosine: float = 0.3  # no dominant cluster: faces this close to the mean
     split_min_cosine: float = 0.55  # two labels' identity centroids this close: one person
     split_min_faces: int = 2  # faces each label needs before a split is claimed
+    split_edge_min_cosine: float = 0.3  # kNN edge between two labels' faces making them a pair
     multi_min_faces: int = 3  # faces a second identity inside a label needs
     multi_max_cosine: float = 0.4  # second identity's centroid below this vs the first
     report_rows: int = 60  # thumbnails per reason section of index.html
@@ -190,6 +194,8 @@ class CleanConfig:
             "split_min_cosine",
             "multi_max_cosine",
             "min_det_score",
+            "split_edge_min_cosine",
+            "identity_fallback_cosine",
         )
         bad = [k for k in unit if not -1.0 <= getattr(self, k) <= 1.0]
         if bad:
@@ -198,6 +204,14 @@ class CleanConfig:
             raise ConfigError("clean: split_min_faces, multi_min_faces >= 1, report_rows >= 0")
         if self.min_face_px < 0 or self.outlier_full_face_px < 0:
             raise ConfigError("clean: min_face_px and outlier_full_face_px must be >= 0")
+        if (
+            not 0.0 <= self.identity_min_share <= 1.0
+            or not 0.0 <= self.outlier_small_face_discount <= 2.0
+        ):
+            raise ConfigError(
+                "clean: identity_min_share must lie in [0, 1], "
+                "outlier_small_face_discount in [0, 2]"
+            )
 
 
 @dataclass(frozen=True)
