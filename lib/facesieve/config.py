@@ -11,13 +11,16 @@ import dataclasses
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from facesieve.config_types import check_keys, checked, parse_assignment
 from facesieve.errors import ConfigError
+from facesieve.redact import redact_uri
 
 FINGERPRINT_VERSION = 3  # bump when the meaning of an output column changes (3: photo_desc)
 MAX_SHARD_SIZE = 1_000_000  # files per shard: index ids keep 22 bits for a file's slot
@@ -30,7 +33,7 @@ class SourceConfig:
     layout: str = "auto"  # auto | webdataset | folders | flat
     shard_size: int = 1000  # images per new shard for folder and flat layouts
     max_image_bytes: int = 64 * 1024 * 1024  # larger files become status=too_large unread
-    max_pixels: int = 40_000_000  # decompression-bomb guard, checked from the header
+    max_pixels: int = 40_000_000  # larger images (from the header): status too_large, not decoded
     follow_external_links: bool = False  # read symbolic links that lead out of the input root
     # A run that finds more than this share of the files it knew gone stops before deleting
     # their outputs (an unmounted volume lists as empty); --accept-removals lets it go on.
@@ -53,12 +56,12 @@ class SourceConfig:
 class FaceConfig:
     """Detection, alignment and embedding settings."""
 
-    detector: str | None = None  # path to an SCRFD *_bnkps ONNX; None = bundled SCRFD-500M
-    recognizer: str | None = None  # path to an ArcFace 112x112 ONNX; None = bundled MobileFaceNet
-    det_size: int = 640  # largest detector input side; smaller images are not upscaled
-    det_min_size: int = 128  # smallest detector input side
-    det_threshold: float = 0.5
-    nms_threshold: float = 0.4
+    detector: str | None = None  # path to an SCRFD *_bnkps ONNX; null = bundled SCRFD-500M
+    recognizer: str | None = None  # path to an ArcFace 112x112 ONNX; null = bundled MobileFaceNet
+    det_size: int = 640  # largest detector input side (multiple of 32); never upscales
+    det_min_size: int = 128  # smallest detector input side (multiple of 32)
+    det_threshold: float = 0.5  # detector score a face needs, in (0, 1)
+    nms_threshold: float = 0.4  # overlap (IoU) above which the weaker of two boxes is dropped
     min_face_px: float = 12.0  # faces whose larger box side is smaller are dropped
     flip: bool = False  # average each embedding with its mirror image's (slower, ~+0.1% LFW)
     aligned: str = "auto"  # auto | yes | no: treat 112x112 images as aligned crops
@@ -88,10 +91,10 @@ class RunConfig:
     """Where and how the work runs; not part of the fingerprint."""
 
     runner: str = "ray"  # ray | local (in-process, no Ray)
-    ray_address: str | None = None  # None = start a local Ray runtime
+    ray_address: str | None = None  # Ray cluster to join (host:6379, auto); null = start one
     device: str = "auto"  # auto | cpu | cuda
-    workers: int = 0  # 0 = one per CPU (CPU) or per GPU slot (GPU)
-    threads_per_worker: int = 0  # onnxruntime threads per worker; 0 = CPUs / workers
+    workers: int = 0  # Ray workers per step; 0 = as many as the CPUs (or GPU slots) hold
+    threads_per_worker: int = 0  # 0 = 1 per CPU worker, the CPU share per GPU worker
     gpu_workers_per_device: int = 4  # actors per GPU: the CPU side (decode, align) is the limit
     retries: int = 4  # extra attempts for a unit that failed for a reason that may pass
     retry_backoff_s: float = 5.0  # wait before the first retry; doubles each time, 60 s at most
@@ -122,7 +125,7 @@ class IndexConfig:
     flat_below: int = 20_000  # fewer vectors: exact IndexFlatIP, no training
     nprobe: int = 0  # IVF lists visited per query; 0 = max(32, nlist / 64)
     retrain_factor: float = 4.0  # retrain when vectors grew past this x the count trained on
-    candidates: int = 10  # re-rank this many x k approximate candidates (at least 100)
+    candidates: int = 10  # re-rank max(100, candidates x k) approximate candidates exactly
     knn_k: int = 32  # neighbours per face in index/knn/; 0 = no graph
     merge: bool = False  # also write every index shard into one index file (merged.faiss)
 
@@ -168,8 +171,12 @@ class CleanConfig:
     mislabel_margin: float = 0.2  # suggested minus own similarity, at least
     outlier_max_own: float = 0.25  # face vs its own label's identity below this: outlier
     outlier_full_face_px: float = 80.0  # smaller faces need less own support (weaker evidence)
+    outlier_small_face_discount: float = 0.2  # outlier_max_own is this much lower at min_face_px
+    identity_min_share: float = 0.3  # share of a label's faces its dominant cluster must hold
+    identity_fallback_cosine: float = 0.3  # no dominant cluster: faces this close to the mean
     split_min_cosine: float = 0.55  # two labels' identity centroids this close: one person
     split_min_faces: int = 2  # faces each label needs before a split is claimed
+    split_edge_min_cosine: float = 0.3  # kNN edge between two labels' faces making them a pair
     multi_min_faces: int = 3  # faces a second identity inside a label needs
     multi_max_cosine: float = 0.4  # second identity's centroid below this vs the first
     report_rows: int = 60  # items per page of the review page (and per data chunk/sheet)
@@ -187,14 +194,24 @@ class CleanConfig:
             "split_min_cosine",
             "multi_max_cosine",
             "min_det_score",
+            "split_edge_min_cosine",
+            "identity_fallback_cosine",
         )
         bad = [k for k in unit if not -1.0 <= getattr(self, k) <= 1.0]
         if bad:
             raise ConfigError(f"clean: {', '.join(bad)} must lie in [-1, 1]")
-        if self.split_min_faces < 1 or self.multi_min_faces < 1 or self.report_rows < 0:
-            raise ConfigError("clean: split_min_faces, multi_min_faces >= 1, report_rows >= 0")
+        if self.split_min_faces < 1 or self.multi_min_faces < 1 or self.report_rows < 1:
+            raise ConfigError("clean: split_min_faces, multi_min_faces, report_rows must be >= 1")
         if self.min_face_px < 0 or self.outlier_full_face_px < 0:
             raise ConfigError("clean: min_face_px and outlier_full_face_px must be >= 0")
+        if (
+            not 0.0 <= self.identity_min_share <= 1.0
+            or not 0.0 <= self.outlier_small_face_discount <= 2.0
+        ):
+            raise ConfigError(
+                "clean: identity_min_share must lie in [0, 1], "
+                "outlier_small_face_discount in [0, 2]"
+            )
 
 
 @dataclass(frozen=True)
@@ -218,7 +235,16 @@ class Config:
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        """Every value as is, secrets included: for code, never for a file or a log."""
         return dataclasses.asdict(self)
+
+    def public_dict(self) -> dict[str, Any]:
+        """``to_dict`` with ``user:password@`` removed from URLs: what run.json, ``--json`` and
+        ``facesieve config`` show."""
+        data = dataclasses.asdict(self)
+        for section, key in SECRET_KEYS:
+            data[section][key] = redact_uri(data[section][key])
+        return data
 
     def with_overrides(self, section: str, **values: Any) -> Config:
         """A copy with some keys of one section replaced; ``None`` values are ignored."""
@@ -226,7 +252,7 @@ class Config:
         if not values:
             return self
         current = getattr(self, section)
-        _check_keys(type(current), values, section)
+        values = checked(type(current), values, section)
         return dataclasses.replace(self, **{section: dataclasses.replace(current, **values)})
 
     def fingerprint(self, model_digests: dict[str, str]) -> str:
@@ -258,44 +284,48 @@ def parse_memory(text: str) -> int:
     return int(float(match.group(1)) * scale)
 
 
-def _check_keys(cls: type, values: dict[str, Any], where: str) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) in {where}: {', '.join(unknown)}; known: {sorted(known)}"
-        )
+SECTIONS: dict[str, type] = {
+    "source": SourceConfig,
+    "faces": FaceConfig,
+    "run": RunConfig,
+    "index": IndexConfig,
+    "cluster": ClusterConfig,
+    "clean": CleanConfig,
+}
+SECRET_KEYS = (("run", "s3_endpoint"), ("run", "ray_address"))  # may carry user:password@
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Read a YAML config (sections source, faces, run, index, cluster, clean); None: defaults."""
-    if path is None:
-        return Config().validate()
+def load_config(path: str | Path | None, sets: Sequence[str] = ()) -> Config:
+    """The effective config: defaults, then the YAML file at ``path`` (sections source, faces,
+    run, index, cluster, clean; None: no file), then each ``--set SECTION.KEY=VALUE`` in order.
+    Every value is type-checked against its field (``config_types``), then ranges are checked."""
+    data = _read_yaml(path) if path is not None else {}
+    where = f"config file {path}: " if path is not None else ""
+    built: dict[str, dict[str, Any]] = {}
+    for name, cls in SECTIONS.items():
+        values = data.get(name) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}section {name!r} must be a mapping of keys")
+        try:
+            built[name] = checked(cls, values, name)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}{exc}") from None
+    for text in sets:
+        section, key, value = parse_assignment(text, SECTIONS)
+        built[section][key] = value
+    return Config(**{n: SECTIONS[n](**v) for n, v in built.items()}).validate()
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"config file not found: {path}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")
-    sections = {
-        "source": SourceConfig,
-        "faces": FaceConfig,
-        "run": RunConfig,
-        "index": IndexConfig,
-        "cluster": ClusterConfig,
-        "clean": CleanConfig,
-    }
-    _check_keys(Config, data, str(path))
-    built: dict[str, Any] = {}
-    for name, cls in sections.items():
-        values = data.get(name) or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"section {name!r} in {path} must be a mapping")
-        _check_keys(cls, values, f"{path}:{name}")
-        try:
-            built[name] = cls(**values)
-        except TypeError as exc:
-            raise ConfigError(f"section {name!r} in {path}: {exc}") from exc
-    return Config(**built).validate()
+    check_keys(Config, data, f"config file {path}")
+    return data

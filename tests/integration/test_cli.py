@@ -36,7 +36,8 @@ def test_demo_runs_every_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize(
-    "command", ["embed", "verify", "demo", "index", "search", "cluster", "clean", "run", "eval"]
+    "command",
+    ["embed", "verify", "demo", "index", "search", "cluster", "clean", "run", "eval", "config"],
 )
 def test_every_command_explains_itself(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:

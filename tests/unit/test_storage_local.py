@@ -142,3 +142,24 @@ def test_streamed_write_appears_whole_or_not_at_all(tmp_path: Path) -> None:
     os.umask(umask)
     mode = (tmp_path / "t" / "a.tar").stat().st_mode & 0o777
     assert mode == 0o666 & ~umask  # a dataset file, not a private temp file (0600)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_follow_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    """Reports must be readable by whoever the user's umask lets in (mkstemp made them 0600)."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        store = LocalStore(tmp_path)
+        store.write_bytes("report/index.html", b"<html></html>")
+        assert store.create_exclusive("_lock.json", b"{}") is not None
+        tag = store.read_tagged("report/index.html")[1]
+        assert store.replace_if("report/index.html", b"<html>2</html>", tag) is not None
+    finally:
+        os.umask(old)
+    for key in ("report/index.html", "_lock.json"):
+        assert stat.S_IMODE((tmp_path / key).stat().st_mode) == mode, key
+    assert stat.S_IMODE((tmp_path / "report").stat().st_mode) == 0o777 & ~umask
+    assert not list(tmp_path.rglob("*.tmp"))

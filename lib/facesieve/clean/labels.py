@@ -1,10 +1,10 @@
 """Label evidence: each label's identity, and the faces or labels that disagree with it.
 
 A label's identity is its dominant cluster: the HDBSCAN cluster holding most of its subject faces
-(at least 2 and at least 30% of them). Labels too small to own a cluster fall back to the faces
-that agree with their mean (cosine >= ``FALLBACK_COSINE``). The identity's centroid is the mean
-of its member faces; a member is compared with the centroid of the *other* members
-(leave-one-out), so small labels do not vouch for themselves.
+(at least 2 and at least ``identity_min_share``, 30%, of them). Labels too small to own a cluster
+fall back to the faces that agree with their mean (cosine >= ``identity_fallback_cosine``). The
+identity's centroid is the mean of its member faces; a member is compared with the centroid of
+the *other* members (leave-one-out), so small labels do not vouch for themselves.
 
 Rules (thresholds in ``CleanConfig``, explained in docs/CLEANING.md):
 - ``mislabeled``: the face matches another label's identity (>= mislabel_min_cosine) and not its
@@ -15,7 +15,7 @@ Rules (thresholds in ``CleanConfig``, explained in docs/CLEANING.md):
 - ``label_has_multiple_identities``: a second cluster inside the label, owned by the label (no
   other label claims it), with enough faces and a centroid unlike the first identity's.
 - ``identity_split_across_labels``: two labels whose identity members are kNN neighbours (cosine
-  >= SPLIT_EDGE_COSINE) and whose identity centroids are closer than split_min_cosine: the
+  >= split_edge_min_cosine) and whose identity centroids are closer than split_min_cosine: the
   smaller label's images are flagged with the larger label suggested.
 """
 
@@ -29,13 +29,12 @@ from facesieve.clean.inputs import CleanInputs
 from facesieve.clean.unionfind import UnionFind
 from facesieve.config import CleanConfig
 
-DOMINANT_SHARE = 0.3
-FALLBACK_COSINE = 0.3
-# a face pair this similar is probably one person (LFW's verification threshold is 0.225): two
-# labels of one person share such kNN edges between their members
-SPLIT_EDGE_COSINE = 0.3
+# Defaults of clean.identity_min_share and clean.identity_fallback_cosine (for callers without a
+# config). clean.split_edge_min_cosine (0.3): a face pair this similar is probably one person
+# (LFW's verification threshold is 0.225), so two labels of one person share such kNN edges.
+DOMINANT_SHARE = CleanConfig.identity_min_share
+FALLBACK_COSINE = CleanConfig.identity_fallback_cosine
 CHUNK = 2048
-SMALL_FACE_DISCOUNT = 0.2  # the outlier threshold is this much lower for the smallest faces
 
 
 @dataclass
@@ -73,9 +72,15 @@ def label_sums(labels: np.ndarray, rows: np.ndarray, emb: np.ndarray, n: int) ->
 
 
 def build_identities(
-    inp: CleanInputs, subject_rows: np.ndarray, face_label: np.ndarray, n_labels: int
+    inp: CleanInputs,
+    subject_rows: np.ndarray,
+    face_label: np.ndarray,
+    n_labels: int,
+    min_share: float = DOMINANT_SHARE,
+    fallback_cosine: float = FALLBACK_COSINE,
 ) -> Identities:
-    """Identities of every label from its subject faces (``subject_rows``: usable, labeled)."""
+    """Identities of every label from its subject faces (``subject_rows``: usable, labeled);
+    ``min_share`` and ``fallback_cosine`` are clean.identity_min_share / _fallback_cosine."""
     lab = face_label[subject_rows]
     clu = inp.cluster[subject_rows]
     per_label = np.bincount(lab, minlength=n_labels)
@@ -89,7 +94,7 @@ def build_identities(
         p, c = pairs[order], counts[order]
         first = np.ones(len(p), bool)
         first[1:] = p[1:, 0] != p[:-1, 0]
-        ok = first & (c >= 2) & (c >= DOMINANT_SHARE * per_label[p[:, 0]])
+        ok = first & (c >= 2) & (c >= min_share * per_label[p[:, 0]])
         dominant[p[ok, 0]] = p[ok, 1]
         # owner per cluster: label with most faces (ties: lowest label code)
         order = np.lexsort((pairs[:, 0], -counts, pairs[:, 1]))
@@ -110,7 +115,7 @@ def build_identities(
                 for c in np.array_split(np.arange(len(fb_rows)), max(1, len(fb_rows) // 4096))
             ]
         )
-        agree = cos >= FALLBACK_COSINE
+        agree = cos >= fallback_cosine
         enough = np.bincount(lab[fallback][agree], minlength=n_labels) >= 2
         member_s[np.flatnonzero(fallback)[agree & enough[lab[fallback]]]] = True
     member = np.zeros(len(inp.face_image), bool)
@@ -196,12 +201,12 @@ def outlier_threshold(cfg: CleanConfig, face_px: np.ndarray) -> np.ndarray:
 
     Small faces are weaker evidence: their embeddings wander (strangers' faces under 40 px
     reach cosine 0.33, ../shared/ENVIRONMENT.md), so a right label scores lower with its own
-    identity. The threshold rises linearly from ``outlier_max_own - SMALL_FACE_DISCOUNT`` at
+    identity. The threshold rises linearly from ``outlier_max_own - outlier_small_face_discount`` at
     ``min_face_px`` to ``outlier_max_own`` at ``outlier_full_face_px`` and above.
     """
     lo, hi = cfg.min_face_px, max(cfg.outlier_full_face_px, cfg.min_face_px + 1)
     ramp = np.clip((np.asarray(face_px, np.float64) - lo) / (hi - lo), 0.0, 1.0)
-    return cfg.outlier_max_own - SMALL_FACE_DISCOUNT * (1.0 - ramp)
+    return cfg.outlier_max_own - cfg.outlier_small_face_discount * (1.0 - ramp)
 
 
 def face_flags(
@@ -253,7 +258,7 @@ def split_labels(
 ) -> dict[int, tuple[int, float]]:
     """Labels that are another label's identity: label code -> (main label code, cosine).
 
-    Candidate pairs are labels with a kNN edge of at least ``SPLIT_EDGE_COSINE`` between their
+    Candidate pairs are labels with a kNN edge of at least ``split_edge_min_cosine`` between their
     identity members, so the check scales with the graph, not with the square of the number of
     labels (all pairs of 50k labels took 16 s, and grows 100x for ten times the labels). Two
     labels of one person have such edges: their faces are each other's nearest.
@@ -268,7 +273,7 @@ def split_labels(
         r = members[s : s + CHUNK * 16]
         nb = inp.neighbors[r]
         ok = (nb >= 0) & ids.member[np.maximum(nb, 0)]
-        ok &= np.nan_to_num(inp.sims[r], nan=-1.0) >= SPLIT_EDGE_COSINE
+        ok &= np.nan_to_num(inp.sims[r], nan=-1.0) >= cfg.split_edge_min_cosine
         a = np.broadcast_to(face_label[r][:, None], nb.shape)[ok]
         b = face_label[np.maximum(nb, 0)][ok]
         keep = (a != b) & eligible[a] & eligible[b]

@@ -91,7 +91,8 @@ def decide(
     if labeled and len(inp.face_image):
         t = time.perf_counter()
         rows = np.flatnonzero(good & (image_label >= 0))
-        identities = build_identities(inp, subject[rows], face_label, len(names))
+        share, fallback = cfg.identity_min_share, cfg.identity_fallback_cosine
+        identities = build_identities(inp, subject[rows], face_label, len(names), share, fallback)
         refined = refine_subjects(
             inp,
             usable,
@@ -103,7 +104,7 @@ def decide(
         )
         srows = refined[rows]
         if not np.array_equal(srows, subject[rows]):  # often none moves: one face per image
-            identities = build_identities(inp, srows, face_label, len(names))
+            identities = build_identities(inp, srows, face_label, len(names), share, fallback)
         subject = refined
         is_subject = np.zeros(len(inp.face_image), bool)
         is_subject[srows] = True

@@ -20,6 +20,7 @@ import numpy as np
 from facesieve.cli.parser import build_parser
 from facesieve.config import Config, load_config
 from facesieve.errors import ConfigError, FacesieveError, LockError, ModelError
+from facesieve.redact import install_redaction, redact_text
 
 log = logging.getLogger("facesieve")
 
@@ -34,7 +35,9 @@ _OVERRIDES = {
 
 
 def _config(args: argparse.Namespace) -> Config:
-    cfg = load_config(args.config)
+    """Defaults, then --config (unless ``config --defaults``), then each --set, then flags."""
+    path = None if getattr(args, "defaults", False) else args.config
+    cfg = load_config(path, getattr(args, "set", None) or ())
     for section, names in _OVERRIDES.items():
         cfg = cfg.with_overrides(section, **{n: getattr(args, n, None) for n in names})
     return cfg.validate()
@@ -49,8 +52,17 @@ def _setup_logging(args: argparse.Namespace) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    install_redaction()  # no key, signature or URL password in the log at any verbosity
+    sys.excepthook = _redacted_excepthook
     if not args.quiet:  # progress lines are what a nightly job's log should show by default
         logging.getLogger("facesieve.progress").setLevel(min(level, logging.INFO))
+
+
+def _redacted_excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """A bug's traceback still reaches stderr, through the same redaction as the log."""
+    import traceback
+
+    sys.stderr.write(redact_text("".join(traceback.format_exception(kind, exc, tb))))
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -110,6 +122,17 @@ def run_text(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from facesieve.config_text import config_yaml
+
+    cfg = _config(args)
+    if args.json:
+        _emit(args, cfg.public_dict(), "")
+    else:
+        sys.stdout.write(config_yaml(cfg))
+    return 0
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     return _stages(args, "embed", ("embed",))
 
@@ -158,7 +181,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     root = Path(args.out)
     data_dir = build_demo_data(root / "data")
     config = _config(args)
-    if args.config is None:  # ~110 images: small shards so that every worker gets some
+    chosen = args.config is not None or any(s.startswith("source.shard_size") for s in args.set)
+    if not chosen:  # ~110 images: small shards so that every worker gets some
         config = config.with_overrides("source", shard_size=32)
     progress = False if args.quiet else None
     result = run_pipeline(str(data_dir), str(root / "out"), config, show_progress=progress)
@@ -297,6 +321,7 @@ COMMANDS = {
     "run": cmd_run,
     "eval": cmd_eval,
     "apply": cmd_apply,
+    "config": cmd_config,
 }
 
 

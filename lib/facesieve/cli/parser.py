@@ -5,6 +5,18 @@ from __future__ import annotations
 import argparse
 
 from facesieve import __version__
+from facesieve.config import Config
+
+_DEFAULTS = Config()
+
+
+def default(section: str, key: str) -> str:
+    """A key's default as help text shows it, read from the dataclasses so it cannot drift."""
+    value = getattr(getattr(_DEFAULTS, section), key)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
 
 EPILOG = """\
 INPUT and OUT are local paths or s3://bucket/prefix URIs. S3 credentials come from the standard
@@ -17,17 +29,40 @@ success; 1 some units failed after retries (the others are written, later stages
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("common options")
-    g.add_argument("--config", metavar="FILE", help="YAML config with sections source, faces, run")
     g.add_argument(
-        "--device", choices=["auto", "cpu", "cuda"], help="inference device (default auto)"
+        "--config",
+        metavar="FILE",
+        help="YAML config file with sections source, faces, run, index, cluster, clean "
+        "(`facesieve config` prints one; every key: docs/OPERATIONS.md); --set and the other "
+        "flags override it",
+    )
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config key, typed like the YAML value (e.g. --set "
+        "clean.min_face_px=40, --set run.retries=2); repeatable, applied after --config",
+    )
+    g.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help=f"inference device (default {default('run', 'device')})",
     )
     g.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     g.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more logging (-vv for debug; credentials are always masked, and the AWS SDK's own "
+        "debug lines need FACESIEVE_SDK_DEBUG=1 as well)",
     )
     g.add_argument("-q", "--quiet", action="store_true", help="only errors; no progress bar")
 
 
+S3_HELP = "S3-compatible endpoint URL (default: AWS_ENDPOINT_URL, else AWS S3)"
+NPROBE_HELP = "IVF lists visited per query (default 0: max(32, nlist / 64))"
 FACE_HELP = (
     "which face of a photo to use: subject (default: the complete, central, large, "
     "well-detected face; docs/OPERATIONS.md), largest, central, all, or N (the N-th face, "
@@ -62,13 +97,18 @@ def _add_models(p: argparse.ArgumentParser) -> None:
         help="ArcFace 112x112 ONNX file (default: bundled MobileFaceNet)",
     )
     g.add_argument(
-        "--det-size", type=int, metavar="PX", help="largest detector input side (default 640)"
+        "--det-size",
+        type=int,
+        metavar="PX",
+        help="largest detector input side, a multiple of 32 "
+        f"(default {default('faces', 'det_size')})",
     )
     g.add_argument(
         "--flip",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="average each embedding with the mirrored face's (default off)",
+        help="average each embedding with the mirrored face's "
+        f"(default {default('faces', 'flip')})",
     )
 
 
@@ -83,7 +123,7 @@ def _add_job(p: argparse.ArgumentParser) -> None:
         "--shard-size",
         type=int,
         metavar="N",
-        help="images per shard for folders/flat (default 1000)",
+        help=f"images per shard for folders/flat (default {default('source', 'shard_size')})",
     )
     g.add_argument(
         "--aligned",
@@ -100,21 +140,26 @@ def _add_job(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         metavar="N",
-        help="worker actors (default: one per CPU, or run.gpu_workers_per_device per GPU)",
+        help="Ray worker processes per step (default 0: as many as the cluster's CPUs hold, or "
+        "run.gpu_workers_per_device per GPU; never more than the step has units; the local "
+        "runner always uses one)",
     )
+    backoff = float(default("run", "retry_backoff_s"))
     g.add_argument(
         "--retries",
         type=int,
         metavar="N",
         help="extra attempts for a unit that failed for a passing reason, with backoff "
-        "(5, 10, 20, 40 s...; default 4)",
+        f"({backoff:g}, {2 * backoff:g}, {4 * backoff:g} s... at most 60 s; "
+        f"default {default('run', 'retries')})",
     )
-    g.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    g.add_argument("--s3-endpoint", metavar="URL", help=S3_HELP)
     g.add_argument(
         "--accept-removals",
         action="store_true",
-        help="go on when more than source.max_removed_share (half) of the files known from the "
-        "last run are gone (without it the run stops before deleting their outputs)",
+        help="go on when more than source.max_removed_share "
+        f"({default('source', 'max_removed_share')}) of the files known from the last run are "
+        "gone (without it the run stops before deleting their outputs)",
     )
     g.add_argument(
         "--follow-external-links",
@@ -127,13 +172,26 @@ def _add_job(p: argparse.ArgumentParser) -> None:
 
 def _add_index(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("index and kNN graph")
-    g.add_argument("--memory", metavar="SIZE", help="index memory budget, e.g. 8G (default 8G)")
+    g.add_argument(
+        "--memory",
+        metavar="SIZE",
+        help=f"index memory budget, e.g. 8G or 512M (default {default('index', 'memory')})",
+    )
     g.add_argument(
         "--factory", metavar="STR", help="FAISS index_factory string overriding the rule"
     )
-    g.add_argument("--nprobe", type=int, metavar="N", help="IVF lists visited per query")
     g.add_argument(
-        "--knn-k", type=int, metavar="K", help="neighbours per face in the kNN graph (default 32)"
+        "--nprobe",
+        type=int,
+        metavar="N",
+        help=NPROBE_HELP,
+    )
+    g.add_argument(
+        "--knn-k",
+        type=int,
+        metavar="K",
+        help="neighbours per face in the kNN graph; 0: no graph "
+        f"(default {default('index', 'knn_k')})",
     )
 
 
@@ -143,13 +201,15 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
         "--min-cluster-size",
         type=int,
         metavar="N",
-        help="smallest group of faces that counts as an identity (default 3)",
+        help="smallest group of faces that counts as an identity "
+        f"(default {default('cluster', 'min_cluster_size')})",
     )
     g.add_argument(
         "--min-samples",
         type=int,
         metavar="N",
-        help="neighbours behind a face's core distance (default 2)",
+        help="neighbours behind a face's core distance, at most --knn-k "
+        f"(default {default('cluster', 'min_samples')})",
     )
     g.add_argument(
         "--mode",
@@ -173,7 +233,7 @@ def _add_runner(p: argparse.ArgumentParser) -> None:
     """Where the units of an OUT-only command run."""
     p.add_argument("--runner", choices=["ray", "local"], help="ray (default) or local in-process")
     p.add_argument("--ray-address", metavar="ADDR", help="join a Ray cluster")
-    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    p.add_argument("--s3-endpoint", metavar="URL", help=S3_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,7 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image_a", metavar="IMAGE_A")
     p.add_argument("image_b", metavar="IMAGE_B")
     p.add_argument(
-        "--threshold", type=float, help="cosine at or above which faces match (default: LFW-tuned)"
+        "--threshold",
+        type=float,
+        help="cosine at or above which faces match (default 0.225: the mean of the 10 LFW "
+        "folds' thresholds, docs/BENCHMARKS.md)",
     )
     _add_face(p, "every face of A against every face of B, the most similar pair decides")
     _add_models(p)
@@ -238,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--merge",
         action="store_true",
         default=None,
-        help="also write all shards as one index file",
+        help="also write all shards as one index file, index/gen-*/merged.faiss (default off)",
     )
     _add_runner(p)
     _add_common(p)
@@ -253,8 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", metavar="OUT", help="output root with an index")
     p.add_argument("image", metavar="IMAGE", help="query photo")
     p.add_argument("-k", type=int, default=5, help="matches per query face (default 5)")
-    p.add_argument("--nprobe", type=int, metavar="N", help="IVF lists visited per query")
-    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint URL")
+    p.add_argument("--nprobe", type=int, metavar="N", help=NPROBE_HELP)
+    p.add_argument("--s3-endpoint", metavar="URL", help=S3_HELP)
     _add_face(p, "every face, largest first")
     _add_models(p)
     _add_common(p)
@@ -277,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
         "actions, summary and HTML report",
         "Apply the cleaning rules (docs/CLEANING.md) to the embeddings, clusters and labels of "
         "OUT. Writes OUT/report/actions.parquet (+ .csv): one row per input image with action "
-        "keep|drop|relabel|review and its reasons; summary.json; index.html.",
+        "keep|drop|relabel|review and its reasons; summary.json; index.html. Every threshold "
+        "is a clean.* key: change it with --set clean.KEY=VALUE or a --config file (the keys: "
+        "`facesieve config`, docs/CLEANING.md).",
         "output root with clusters",
     )
     _add_common(p)
@@ -351,6 +416,23 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="only errors; no progress")
+
+    p = sub.add_parser(
+        "config",
+        help="print the effective configuration as YAML",
+        description="Print the configuration a command with these options would use, as YAML "
+        "that --config reads back: the defaults, then --config FILE, then each --set, then the "
+        "flags. URL credentials (user:password@) are shown as REDACTED. A wrong key or a value of "
+        "the wrong type is an error naming the key (exit 2).",
+    )
+    p.add_argument(
+        "--defaults", action="store_true", help="start from the built-in defaults, ignore --config"
+    )
+    _add_job(p)
+    _add_models(p)
+    _add_index(p)
+    _add_cluster(p)
+    _add_common(p)
 
     p = sub.add_parser(
         "eval",

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import time
 from collections import Counter
 from dataclasses import asdict
@@ -30,6 +31,7 @@ from facesieve.cluster.job import cluster_summary
 from facesieve.config import Config
 from facesieve.errors import ConfigError
 from facesieve.outputs import parquet_bytes, read_parquet
+from facesieve.redact import redact_uri
 from facesieve.report.changes import CHANGES_KEY, STATE_KEY, compare, state_table
 from facesieve.report.changes import counts as change_counts
 from facesieve.report.html import render_index
@@ -51,14 +53,31 @@ VERSION = 7  # bump when the same inputs and thresholds give a different report
 
 
 def csv_bytes(actions: pa.Table) -> bytes:
-    """The action list as CSV: ``reasons`` joined with ';'."""
+    """The action list as CSV: ``reasons`` joined with ';', and every text cell safe to open in
+    a spreadsheet: one that starts with ``= + - @``, a tab or a carriage return gets a leading
+    apostrophe (OWASP's CSV-injection rule), since file names and labels come from the data.
+    Number columns (a negative score) and text that is a plain number are left as they are."""
     reasons = [";".join(r) for r in actions.column("reasons").to_pylist()]
     table = actions.set_column(
         actions.schema.get_field_index("reasons"), "reasons", pa.array(reasons, pa.string())
     )
+    for i, column in enumerate(table.schema):
+        if pa.types.is_string(column.type):
+            cells = [_spreadsheet_safe(v) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, column, pa.array(cells, pa.string()))
     buf = io.BytesIO()
     pacsv.write_csv(table, buf)
     return buf.getvalue()
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _spreadsheet_safe(cell: str | None) -> str | None:
+    if cell and cell.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
 
 
 def summarize(decision: Decision, statuses: list[str], mode: str, seconds: float) -> dict[str, Any]:
@@ -129,7 +148,7 @@ class CleanStep:
         summary = summarize(decision, statuses, mode, time.perf_counter() - started)
         summary["changes"] = change_counts(changes)
         summary["thresholds"] = asdict(config.clean)
-        summary["output"] = out.root_uri
+        summary["output"] = redact_uri(out.root_uri)
         out.write_bytes(CHANGES_KEY, parquet_bytes(changes))
         out.write_bytes(ACTIONS_KEY, parquet_bytes(decision.actions))
         out.write_bytes(ACTIONS_CSV, csv_bytes(decision.actions))

@@ -20,6 +20,7 @@ from typing import Any
 
 from facesieve.config import RunConfig
 from facesieve.errors import ConfigError
+from facesieve.redact import redact_text
 from facesieve.runner.backends import Event, Job, LocalBackend, RayBackend, plan_workers
 from facesieve.runner.progress import Progress
 from facesieve.storage.base import Store
@@ -73,8 +74,10 @@ def add_stats(totals: dict[str, Any], stats: dict[str, Any]) -> None:
 
 
 def describe(exc: BaseException) -> str:
+    """The first line of an error, as logged and kept in run.json: credentials removed (a
+    library's message may quote a signed URL or an endpoint with user:password@)."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+    return redact_text(f"{type(exc).__name__}: {text[0] if text else ''}")[:500]
 
 
 def _remove_stale(out: Store, step: Step, units: list[Unit], done: dict[str, Marker]) -> int:

@@ -28,6 +28,7 @@ from facesieve.faces.stage import EmbedStep
 from facesieve.index.knn import KnnRefreshStep, KnnStep
 from facesieve.index.manifest import Manifest, read_manifest
 from facesieve.index.steps import FillStep, TrainStep, merge_shards, write_index_manifest
+from facesieve.redact import redact_uri
 from facesieve.report.step import CleanStep, read_summary
 from facesieve.runner.backends import shutdown_ray
 from facesieve.runner.executor import StepResult, run_step
@@ -97,7 +98,12 @@ def run_command(
     if input_uri is not None:
         _check_separate(input_uri, out_uri)
     out = open_store(out_uri, config.run.s3_endpoint)
-    info: dict[str, Any] = {"command": command, "input": input_uri, "output": out.root_uri}
+    # every URI and the config are recorded without user:password@ (run.json, --json output)
+    info: dict[str, Any] = {
+        "command": command,
+        "input": redact_uri(input_uri),
+        "output": redact_uri(out.root_uri),
+    }
     with Lease(out, config.run.lease_s, command) as lease, _ray_scope():
         run = _Run(out, config, show_progress, lease.check)
         if swept := out.sweep_partial():
@@ -284,7 +290,7 @@ def _summary(run: _Run, result: RunResult, started: float, run_id: str) -> dict[
     stage the keys scripts already read (``shards``, ``totals``, ``throughput``)."""
     info: dict[str, Any] = {
         "run_id": run_id,
-        "config": run.config.to_dict(),
+        "config": run.config.public_dict(),
         "versions": _versions(),
         "started_at": _iso(started),
         "finished_at": _iso(time.time()),

@@ -31,7 +31,12 @@ class UnitWorker:
     def __init__(self) -> None:
         import logging
 
+        from facesieve.redact import install_redaction
+
+        # Ray sends what a worker logs to the driver's stderr as text, past the driver's log
+        # filter: the worker redacts its own records and keeps the AWS SDK quiet.
         logging.basicConfig(level=logging.WARNING)
+        install_redaction()
         self.step: Step | None = None
         self.counter: Any = None
 

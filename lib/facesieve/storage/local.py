@@ -13,8 +13,8 @@ import errno
 import fcntl
 import hashlib
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,8 +32,6 @@ _KINDS = (
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
 )
-_UMASK = os.umask(0o022)  # read once (os.umask can only read by setting)
-os.umask(_UMASK)
 
 
 def _kind(mode: int) -> str:
@@ -198,9 +196,24 @@ class LocalStore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _temp(self, path: Path, data: bytes) -> str:
+    @staticmethod
+    def _new_temp(path: Path) -> tuple[int, str]:
+        """An open, empty temp file next to ``path``. Created with mode 0666 so that the kernel
+        applies the user's umask (mkstemp's 0600 made every report unreadable to the colleagues
+        and web servers the umask lets in)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        for _ in range(100):
+            tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+            try:
+                return os.open(tmp, flags, 0o666), tmp
+            except FileExistsError:
+                continue
+        raise FileExistsError(errno.EEXIST, "no free temp file name", str(path.parent))
+
+    def _temp(self, path: Path, data: bytes) -> str:
+        """A complete, fsynced temp file next to ``path``."""
+        fd, tmp = self._new_temp(path)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -228,12 +241,10 @@ class LocalStore:
         """A temp file beside ``key``, renamed over it when the block ends without an error."""
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            fd, tmp = self._new_temp(path)
         except OSError as exc:
             raise self._fail("write", key, exc) from None
         try:
-            os.fchmod(fd, 0o666 & ~_UMASK)  # a dataset file, not a private temp file
             with os.fdopen(fd, "wb") as f:
                 yield f
                 f.flush()

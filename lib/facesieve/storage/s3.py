@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO, cast
 
 from facesieve.errors import ConfigError, StorageError
+from facesieve.redact import redact_text, redact_uri, register_credentials
 from facesieve.storage.base import ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -202,9 +203,14 @@ class S3Store:
             cfg = Config(
                 retries=_RETRY, connect_timeout=10, read_timeout=120, max_pool_connections=32
             )
-            self._client = boto3.session.Session().client(
-                "s3", endpoint_url=self.endpoint, config=cfg
-            )
+            session = boto3.session.Session()
+            try:
+                self._client = session.client("s3", endpoint_url=self.endpoint, config=cfg)
+            except ValueError as exc:  # botocore's text repeats the URL, userinfo and all
+                raise ConfigError(
+                    f"invalid S3 endpoint {redact_uri(self.endpoint)!r}: {redact_text(str(exc))}"
+                ) from None
+            register_credentials(session.get_credentials())  # masked in every log line
         return self._client
 
     def _key(self, key: str) -> str:
