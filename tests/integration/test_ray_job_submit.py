@@ -216,3 +216,23 @@ def test_device_cuda_on_a_joined_cluster_without_gpus_exits_2_at_once(
     assert f"the Ray cluster at {head.gcs} has no GPU and no autoscaler runs" in done.stderr
     assert seconds < 60
     print(f"--device cuda on a joined cluster without GPUs: exit 2 after {seconds:.1f} s")
+
+
+def test_a_job_that_exits_2_is_failed(
+    ray_head: tuple[Head, dict[str, str]], tmp_path: Path
+) -> None:
+    """facesieve's exit code reaches Ray: a RayJob (backoffLimit) and a waiting submitter see it."""
+    head, env = ray_head
+    job_id = f"facesieve-bad-{secrets.token_hex(4)}"
+    done = submit(
+        head, env, "--submission-id", job_id, "--working-dir", str(ROOT), "--",
+        "python", "jobs/nightly.py", str(tmp_path / "missing"), "--out", str(tmp_path / "out"),
+        timeout=180,
+    )  # fmt: skip
+    status = subprocess.run(
+        [RAY, "job", "status", "--address", head.dashboard, job_id],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert f"Job '{job_id}' failed" in status.stdout, status.stdout + status.stderr
+    assert "exit code 2" in status.stdout, status.stdout
