@@ -19,6 +19,7 @@ from typing import Any
 
 from facesieve.config import RunConfig
 from facesieve.errors import ConfigError, DeadlineError
+from facesieve.runner.cluster import ensure_ray, require_gpus, stop_ray
 from facesieve.runner.progress import Progress
 from facesieve.work import Step, Unit, UnitOutput
 
@@ -55,36 +56,11 @@ def _cuda_available() -> bool:
     return cuda_available()
 
 
-_started_ray = False
-
-
-def ensure_ray(run: RunConfig) -> None:
-    """Join ``run.ray_address`` or start a local runtime, once, when a step first needs Ray."""
-    global _started_ray
-    import ray
-
-    if ray.is_initialized():
-        return
-    log.info("starting Ray (%s)", run.ray_address or "a local runtime")
-    ray.init(
-        address=run.ray_address,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        log_to_driver=True,
-    )
-    _started_ray = True
-
-
 def shutdown_ray() -> None:
     """Stop the pooled workers, and the Ray runtime if ``ensure_ray`` started it (a caller's own
     session is left running)."""
-    global _started_ray
     _POOL.close()
-    if _started_ray:
-        import ray
-
-        ray.shutdown()
-        _started_ray = False
+    stop_ray()
 
 
 class _Pool:
@@ -146,10 +122,9 @@ def plan_workers(step: Step, run: RunConfig, n_units: int) -> WorkerPlan:
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     cpus = int(resources.get("CPU", 1))
-    if run.device == "cuda" and step.resources.gpus > 0 and gpus == 0:
-        raise ConfigError(
-            "--device cuda was asked for but the Ray cluster has no GPU; use --device auto or cpu"
-        )
+    if run.device == "cuda" and step.resources.gpus > 0:
+        require_gpus(gpus, run)  # none now and none to come: exit 2 before any worker waits
+        gpus = max(gpus, 1)  # an autoscaler brings them: plan one GPU's workers to start with
     use_gpu = wants_gpu and gpus > 0
     options: dict[str, Any] = {"num_cpus": step.resources.cpus}
     if step.resources.memory_gb >= MIN_DECLARED_GB:  # less: any worker has it, and undeclared
