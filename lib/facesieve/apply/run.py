@@ -23,7 +23,7 @@ from facesieve.apply.source import Source, load_source
 from facesieve.apply.target import Target
 from facesieve.apply.webdataset import write_tars
 from facesieve.errors import ConfigError, StorageError
-from facesieve.storage import open_store
+from facesieve.storage import open_store, roots_overlap
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,8 @@ def read_decisions(uri: str, s3_endpoint: str | None) -> dict[str, ReviewDecisio
 
 def _separate(flag: str, root: str, others: dict[str, str]) -> None:
     """Refuse a destination inside (or holding) the input, OUT, or another destination."""
-    a = root.rstrip("/") + "/"
     for what, other in others.items():
-        b = other.rstrip("/") + "/"
-        if a.startswith(b) or b.startswith(a):
+        if roots_overlap(root, other):
             raise ConfigError(f"{flag} {root} must not be inside {what} {other} (or hold it)")
 
 

@@ -34,7 +34,7 @@ from facesieve.runner.backends import shutdown_ray
 from facesieve.runner.executor import StepResult, run_step
 from facesieve.runner.lock import Lease
 from facesieve.sources import LedgerChanges, list_input, read_ledger, update_ledger, write_ledger
-from facesieve.storage import open_store
+from facesieve.storage import open_store, roots_overlap
 from facesieve.storage.base import Store
 from facesieve.work import Marker, Step, read_markers
 from facesieve.work.retry import Backoff, with_retries
@@ -162,8 +162,7 @@ def _ray_scope() -> Iterator[None]:
 
 
 def _check_separate(input_uri: str, out_uri: str) -> None:
-    a, b = input_uri.rstrip("/") + "/", out_uri.rstrip("/") + "/"
-    if b.startswith(a) or a.startswith(b):
+    if roots_overlap(input_uri, out_uri):
         raise ConfigError(
             f"--out {out_uri} must not be inside the input {input_uri} (or contain it)"
         )

@@ -6,6 +6,8 @@ to a laptop folder or to ``s3://bucket/run/faces/x.parquet``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from facesieve.storage.base import ObjectInfo, Store
 from facesieve.storage.local import LocalStore
 from facesieve.storage.s3 import S3Store, parse_s3_uri
@@ -24,4 +26,26 @@ def open_store(
     return LocalStore(uri, follow_external_links)
 
 
-__all__ = ["LocalStore", "ObjectInfo", "S3Store", "Store", "open_store", "parse_s3_uri"]
+def roots_overlap(a: str, b: str) -> bool:
+    """Whether one root lies inside the other or they are the same (local paths resolved, so
+    ``./data`` and ``data/out`` are compared as what they are). Commands that write one root
+    while reading another refuse such pairs: a run would read its own outputs as input, an
+    apply would write into the dataset it reads."""
+
+    def norm(uri: str) -> str:
+        root = uri if uri.startswith("s3://") else str(Path(uri).expanduser().resolve())
+        return root.rstrip("/") + "/"
+
+    x, y = norm(a), norm(b)
+    return x.startswith(y) or y.startswith(x)
+
+
+__all__ = [
+    "LocalStore",
+    "ObjectInfo",
+    "S3Store",
+    "Store",
+    "open_store",
+    "parse_s3_uri",
+    "roots_overlap",
+]
