@@ -25,9 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from facesieve.devtools.review_fixture import synthetic_review
-from facesieve.report.changes import CHANGES
-from facesieve.report.html import render_index
+from facesieve.devtools.review_fixture import synthetic_page, synthetic_review
 from facesieve.report.site import write_site
 from facesieve.storage import LocalStore
 
@@ -44,17 +42,9 @@ def build(n: int, work: Path, per_page: int) -> dict[str, Any]:
     ri = synthetic_review(n, work / "in")
     fixture_s = time.perf_counter() - t
     out = LocalStore(str(work / "out"))
-    summary = {
-        "images": ri.actions.num_rows,
-        "mode": "labeled",
-        "actions": {},
-        "reasons": {},
-        "changes": {},
-        "output": str(work / "out"),
-    }
-    page = render_index(summary, CHANGES.empty_table(), "bench")
+    page, info = synthetic_page(ri, work / "out", "bench")
     t, cpu = time.perf_counter(), _cpu()
-    keys = write_site(out, ri, page, {"report": "bench"}, per_page, 10**8, None)
+    keys = write_site(out, ri, page, info, per_page, 10**8, None)
     gen_s, gen_cpu = time.perf_counter() - t, _cpu() - cpu
     report = work / "out" / "report"
     sizes = {p: p.stat().st_size for p in report.rglob("*") if p.is_file()}

@@ -17,9 +17,12 @@ from typing import Any
 import pytest
 
 from facesieve.apply.decisions import parse_decisions
-from facesieve.devtools.review_fixture import HOSTILE_LABELS, HOSTILE_NAMES, synthetic_review
-from facesieve.report.changes import CHANGES
-from facesieve.report.html import render_index
+from facesieve.devtools.review_fixture import (
+    HOSTILE_LABELS,
+    HOSTILE_NAMES,
+    synthetic_page,
+    synthetic_review,
+)
 from facesieve.report.review_data import flagged_rows
 from facesieve.report.site import write_site
 from facesieve.storage import LocalStore
@@ -35,16 +38,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     root = tmp_path_factory.mktemp("review")
     ri = synthetic_review(N, root / "in")
     out = LocalStore(str(root / "out"))
-    summary = {
-        "images": ri.actions.num_rows,
-        "mode": "labeled",
-        "actions": {},
-        "reasons": {},
-        "changes": {},
-        "output": str(root / "out"),
-    }
-    page = render_index(summary, CHANGES.empty_table(), REPORT)
-    info = {"report": REPORT, "output": str(root / "out")}
+    page, info = synthetic_page(ri, root / "out", REPORT)
     write_site(out, ri, page, info, PER_PAGE, 10**8, None)
     return root / "out" / "report" / "index.html", ri
 

@@ -234,3 +234,13 @@ def add_runner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runner", choices=["ray", "local"], help="ray (default) or local in-process")
     p.add_argument("--ray-address", metavar="ADDR", help="join a Ray cluster")
     p.add_argument("--s3-endpoint", metavar="URL", help=S3_HELP)
+
+
+def add_pipeline(p: argparse.ArgumentParser) -> None:
+    """Every option that shapes a whole run: `run` takes them, and `config` takes the same so
+    that it prints what that `run` would use."""
+    add_job(p)
+    add_models(p)
+    add_index(p)
+    add_cluster(p)
+    add_common(p)

@@ -16,6 +16,7 @@ from facesieve.cli.options import (
     add_index,
     add_job,
     add_models,
+    add_pipeline,
     add_runner,
     global_step,
 )
@@ -142,11 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", metavar="INPUT", help="folder or s3://bucket/prefix")
     p.add_argument("--out", required=True, metavar="OUT", help="output root")
-    add_job(p)
-    add_models(p)
-    add_index(p)
-    add_cluster(p)
-    add_common(p)
+    add_pipeline(p)
 
     p = sub.add_parser(
         "apply",
@@ -213,11 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--defaults", action="store_true", help="start from the built-in defaults, ignore --config"
     )
-    add_job(p)
-    add_models(p)
-    add_index(p)
-    add_cluster(p)
-    add_common(p)
+    add_pipeline(p)
 
     p = sub.add_parser(
         "eval",

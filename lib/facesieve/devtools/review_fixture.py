@@ -19,6 +19,8 @@ from PIL import Image
 
 from facesieve.clean.actions import ACTIONS, KEEP, REASONS
 from facesieve.faces.model_pack import bundled_photo
+from facesieve.report.changes import CHANGES
+from facesieve.report.html import render_index
 from facesieve.report.review_data import EXAMPLES, ReviewInputs
 from facesieve.schema import stable_id
 
@@ -129,3 +131,19 @@ def synthetic_review(n_flagged: int, root: Path, seed: int = 0) -> ReviewInputs:
     examples = {labels[c]: rows[: EXAMPLES + 1] for c, rows in keep_of_label.items()}
     rs = [{} if s is None or not r else {r[0]: s} for r, s in zip(reasons, scores, strict=True)]
     return ReviewInputs(table, errors, boxes, examples, copies, rs)
+
+
+def synthetic_page(ri: ReviewInputs, out_root: Path, report: str) -> tuple[str, dict[str, str]]:
+    """The ``index.html`` text and the data header ``write_site`` takes for a synthetic review
+    written under ``out_root``, as the report step would make them (no changes since a last
+    run, empty totals)."""
+    summary = {
+        "images": ri.actions.num_rows,
+        "mode": "labeled",
+        "actions": {},
+        "reasons": {},
+        "changes": {},
+        "output": str(out_root),
+    }
+    page = render_index(summary, CHANGES.empty_table(), report)
+    return page, {"report": report, "output": str(out_root)}
