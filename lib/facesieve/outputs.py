@@ -36,6 +36,13 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 
 def read_parquet(out: Store, key: str, columns: list[str] | None = None) -> pa.Table:
+    """``columns`` of one Parquet file. From a store with random access only their column
+    chunks are read: a faces file is almost all embeddings, so reading its labels took 35 ms and
+    the whole file's bytes in memory, against 3.5 ms this way (20,000 faces, 38.6 MB,
+    bench/parquet_columns.py)."""
+    if getattr(out, "random_access", False):
+        with out.open_read(key) as f:
+            return pq.read_table(f, columns=columns)
     return pq.read_table(io.BytesIO(out.read_bytes(key)), columns=columns)
 
 

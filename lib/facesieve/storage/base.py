@@ -28,6 +28,9 @@ class Store(Protocol):
     """A root (folder or S3 prefix) holding files addressed by '/'-separated relative keys."""
 
     root_uri: str
+    # Whether ``open_read`` gives a seekable file, so a reader can fetch parts of it (Parquet
+    # readers then read only the column chunks asked for, not a file of embeddings).
+    random_access: bool
 
     def uri(self, key: str) -> str:
         """Full URI of ``key`` (what users see in ``images.uri``)."""

@@ -48,6 +48,8 @@ def _printable(name: str) -> tuple[str, bool]:
 
 
 class LocalStore:
+    random_access = True  # open_read gives a regular, seekable file
+
     def __init__(self, root: str | os.PathLike[str], follow_external_links: bool = False) -> None:
         self.root = Path(root).expanduser().resolve()
         self.root_uri = str(self.root)

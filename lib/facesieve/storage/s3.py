@@ -181,6 +181,8 @@ class _Upload(io.RawIOBase):
 
 
 class S3Store:
+    random_access = False  # open_read streams one GET; ranged reads are not implemented
+
     def __init__(self, bucket: str, prefix: str = "", endpoint: str | None = None) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
