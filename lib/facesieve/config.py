@@ -103,6 +103,9 @@ class RunConfig:
     lease_s: float = 120.0  # the output root's lock expires this long after its last renewal
     progress_interval_s: float = 30.0  # progress log lines when stderr is not a terminal
     s3_endpoint: str | None = None  # S3-compatible endpoint; AWS_ENDPOINT_URL works too
+    # local input and output paths are mounted at the same place on every Ray node (NFS...);
+    # false: a local path on a cluster of several nodes is refused (exit 2)
+    shared_paths: bool = False
 
     def validate(self) -> None:
         if self.runner not in ("ray", "local"):

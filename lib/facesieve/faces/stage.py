@@ -170,8 +170,20 @@ class EmbedStep:
         rows = {r["image_id"]: r for r in table.to_pylist() if r["status"] in REUSABLE}
         face_rows: dict[str, list[dict[str, Any]]] = {}
         if any(r["n_faces"] for r in rows.values()):
-            for face in read_parquet(self.out, faces_key(shard_id)).to_pylist():
+            # A unit stopped between its two writes (its worker's node lost, a SIGKILL) leaves
+            # this shard's images file without its faces file, or beside an older one: an
+            # image row is reused only with all its faces, anything else is embedded again.
+            try:
+                faces = read_parquet(self.out, faces_key(shard_id)).to_pylist()
+            except StorageError as exc:
+                if exc.transient:
+                    raise
+                return empty
+            except (OSError, ValueError, pa.ArrowException):
+                return empty
+            for face in faces:
                 face_rows.setdefault(face["image_id"], []).append(face)
+        rows = {i: r for i, r in rows.items() if len(face_rows.get(i, ())) == r["n_faces"]}
         return _Previous(rows, face_rows)
 
     def _decoded(

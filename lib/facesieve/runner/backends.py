@@ -14,14 +14,16 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from facesieve.config import RunConfig
 from facesieve.errors import ConfigError, DeadlineError
 from facesieve.runner.cluster import ensure_ray, require_gpus, stop_ray
 from facesieve.runner.progress import Progress
+from facesieve.runner.slots import READY, Slots
 from facesieve.work import Step, Unit, UnitOutput
+from facesieve.work.retry import FATAL, classify
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class Event:
     output: UnitOutput | None
     error: BaseException | None
     seconds: float
+    where: dict[str, Any] = field(default_factory=dict)  # the worker: node id, host, pid
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,17 @@ class WorkerPlan:
     device: str  # cpu | cuda
     threads: int  # 0: the libraries' default (every core)
     options: dict[str, Any]  # Ray actor options
+
+
+def worker_place(node_id: str = "") -> dict[str, Any]:
+    """Where a unit ran, kept in its done-marker (``worker``): a multi-node run can show which
+    node did what, and a lost node's units where they were redone."""
+    import socket
+
+    place: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
+    if node_id:
+        place["node_id"] = node_id
+    return place
 
 
 def _cuda_available() -> bool:
@@ -157,6 +171,7 @@ class LocalBackend:
         self.step, self.deadline_s = step, deadline_s
         self.progress: Progress | None = None
         self._queue: list[Job] = []
+        self.where = worker_place()
         step.setup(plan.device, plan.threads)
 
     def free(self) -> bool:
@@ -185,27 +200,38 @@ class LocalBackend:
         try:
             output = self.step.process(job.unit, report)
         except Exception as exc:
-            return [Event(job, None, exc, time.monotonic() - started)]
-        return [Event(job, output, None, time.monotonic() - started)]
+            return [Event(job, None, exc, time.monotonic() - started, self.where)]
+        return [Event(job, output, None, time.monotonic() - started, self.where)]
 
     def close(self) -> None:
         self._queue.clear()
 
 
 class RayBackend:
-    """Actors (from the pool) that load what the step needs once, then take one unit at a time."""
+    """Actors (from the pool) that load what the step needs once, then take one unit at a time.
+
+    A unit goes only to a worker whose setup has finished (``runner/slots.py``). A worker that
+    dies (OOM, segfault, its node lost) is replaced and its unit handed back to the executor,
+    which retries it on any worker that is ready; a replacement the cluster has no room for
+    stays pending without holding a unit.
+    """
 
     def __init__(
-        self, step: Step, plan: WorkerPlan, deadline_s: float, start_timeout_s: float
+        self,
+        step: Step,
+        plan: WorkerPlan,
+        deadline_s: float,
+        start_timeout_s: float,
+        retries: int = 4,
     ) -> None:
         import ray
 
-        from facesieve.runner.ray_workers import ProgressCounter
-
         self.step, self.plan, self.deadline_s = step, plan, deadline_s
+        self.start_timeout_s = start_timeout_s
         self.progress: Progress | None = None
         self._ray = ray
-        self._counter = ProgressCounter.remote()
+        self._counter = _driver_node_counter()
+        self._items = 0
         log.info(
             "%s: %d Ray worker(s) on %s (%s)",
             step.name,
@@ -214,11 +240,15 @@ class RayBackend:
             {k: v for k, v in plan.options.items() if k != "runtime_env"},
         )
         self._workers = _POOL.take(plan.options, plan.count)
-        loads = [self._load(w) for w in self._workers]
+        self._slots = Slots(len(self._workers), start_timeout_s, time.monotonic())
+        self._loads: dict[int, Any] = {w: self._load(x) for w, x in enumerate(self._workers)}
         self._busy: dict[int, tuple[Any, Job, float]] = {}  # worker index -> (ref, job, started)
+        # at most this many setups may fail (a setup error that is not fatal, a worker that dies
+        # while it loads) before the step stops: a step whose setup always fails must end
+        self._load_failures_left = max(retries, 1) * len(self._workers)
         # Wait for the first worker: an impossible resource request (a GPU the cluster does not
         # have) must end in an error, not in a wait without end.
-        ready, _ = ray.wait(loads, num_returns=1, timeout=start_timeout_s)
+        ready, _ = ray.wait(list(self._loads.values()), num_returns=1, timeout=start_timeout_s)
         if not ready:
             self.close()
             raise ConfigError(
@@ -226,6 +256,7 @@ class RayBackend:
                 f"does the cluster have a node with {plan.options.get('num_gpus', 0)} GPU(s) "
                 f"and {plan.options.get('num_cpus')} CPU(s) free?"
             )
+        self._settle_loads(ready)
 
     def _load(self, worker: Any) -> Any:
         return worker.load.remote(self.step, self.plan.device, self.plan.threads, self._counter)
@@ -234,48 +265,85 @@ class RayBackend:
         """A new worker in place of one that died or ran past its deadline."""
         from facesieve.runner.ray_workers import UnitWorker
 
+        self._ray.kill(self._workers[w])  # it may only look dead (unreachable): never two
         self._workers[w] = UnitWorker.options(**self.plan.options).remote()
-        self._load(self._workers[w])
+        self._slots.lost(w)
+        self._loads[w] = self._load(self._workers[w])
+
+    def _settle_loads(self, refs: list[Any]) -> None:
+        """Mark the workers whose setup finished as ready; replace those that failed."""
+        from ray.exceptions import RayError, RayTaskError
+
+        by_ref = {ref: w for w, ref in self._loads.items()}
+        for ref in refs:
+            w = by_ref.get(ref)
+            if w is None:
+                continue
+            del self._loads[w]
+            try:
+                where = self._ray.get(ref)
+            except RayError as exc:
+                cause = exc.cause if isinstance(exc, RayTaskError) else exc
+                cause = cause if isinstance(cause, BaseException) else exc
+                self._load_failures_left -= 1
+                if classify(cause) == FATAL or self._load_failures_left < 0:
+                    raise cause from None
+                log.warning(
+                    "%s: a worker failed to start (%s); starting a new one",
+                    self.step.name,
+                    str(cause).splitlines()[0][:200] if str(cause) else type(cause).__name__,
+                )
+                self._replace(w)
+                continue
+            self._slots.loaded(w, where if isinstance(where, dict) else {}, time.monotonic())
 
     def free(self) -> bool:
-        return len(self._busy) < len(self._workers)
+        return self._slots.free()
 
     def busy(self) -> bool:
         return bool(self._busy)
 
     def submit(self, job: Job) -> None:
-        w = next(i for i in range(len(self._workers)) if i not in self._busy)
+        w = self._slots.take()
         self._busy[w] = (self._workers[w].run.remote(job.unit), job, time.monotonic())
 
     def poll(self, timeout: float) -> list[Event]:
         ray = self._ray
-        from ray.exceptions import RayActorError, RayTaskError
+        from ray.exceptions import RayError, RayTaskError
 
         events: list[Event] = []
         refs = {ref: w for w, (ref, _, _) in self._busy.items()}
+        waiting = list(refs) + list(self._loads.values())
         ready: list[Any] = []
-        if refs:
-            ready, rest = ray.wait(list(refs), num_returns=1, timeout=timeout)
+        if waiting:
+            ready, rest = ray.wait(waiting, num_returns=1, timeout=timeout)
             if ready and rest:
                 ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         else:
             time.sleep(timeout)
-        for ref in ready:
+        self._settle_loads([ref for ref in ready if ref not in refs])
+        for ref in (r for r in ready if r in refs):
             w = refs[ref]
             _, job, started = self._busy.pop(w)
+            where = self._slots.where(w)
             try:
                 output = ray.get(ref)
             except RayTaskError as exc:
                 cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-                events.append(Event(job, None, cause, time.monotonic() - started))
-            except RayActorError as exc:  # the worker died (OOM, segfault, node lost)
+                self._slots.finished(w)
+                events.append(Event(job, None, cause, time.monotonic() - started, where))
+            except RayError as exc:  # the worker died (OOM, segfault, node lost)
                 log.warning(
-                    "%s: a worker died on %s; starting a new one", self.step.name, job.unit.label
+                    "%s: a worker died on %s (%s); starting a new one",
+                    self.step.name,
+                    job.unit.label,
+                    type(exc).__name__,
                 )
                 self._replace(w)
-                events.append(Event(job, None, exc, time.monotonic() - started))
+                events.append(Event(job, None, exc, time.monotonic() - started, where))
             else:
-                events.append(Event(job, output, None, time.monotonic() - started))
+                self._slots.finished(w)
+                events.append(Event(job, output, None, time.monotonic() - started, where))
         now = time.monotonic()
         for w, (_, job, started) in list(self._busy.items()):
             if now - started > self.deadline_s:
@@ -285,24 +353,58 @@ class RayBackend:
                     job.unit.label,
                     self.deadline_s,
                 )
-                ray.kill(self._workers[w])
+                where = self._slots.where(w)
                 self._replace(w)
                 del self._busy[w]
                 error = DeadlineError(f"{job.unit.label} ran past {self.deadline_s:.0f} s")
-                events.append(Event(job, None, error, now - started))
+                events.append(Event(job, None, error, now - started, where))
+        if self._slots.stuck(now):
+            raise ConfigError(
+                f"step {self.step.name}: no Ray worker could start for {self.start_timeout_s:.0f} "
+                "s (run.start_timeout_s) after its workers were lost: does the cluster still "
+                f"have a node with {self.plan.options.get('num_cpus')} CPU(s) free?"
+            )
         if self.progress is not None:
-            self.progress.items_done(ray.get(self._counter.total.remote()))
+            self.progress.items_done(self._items_total())
         return events
 
+    def _items_total(self) -> int:
+        """Items counted by the workers so far; the last count if the counter cannot answer."""
+        from ray.exceptions import GetTimeoutError, RayError
+
+        try:
+            self._items = int(self._ray.get(self._counter.total.remote(), timeout=10))
+        except (GetTimeoutError, RayError) as exc:
+            log.debug("progress counter unavailable: %s", exc)
+        return self._items
+
     def close(self) -> None:
-        """Busy workers (a failed run) are stopped; idle ones drop the step and go back to the
-        pool for the next step."""
-        busy = {w for w in self._busy}
-        for w in busy:
-            self._ray.kill(self._workers[w])
-        idle = [worker for w, worker in enumerate(self._workers) if w not in busy]
+        """Busy workers (a failed run) and workers still starting are stopped; idle ones drop
+        the step and go back to the pool for the next step."""
+        keep = [w for w in range(len(self._workers)) if self._slots.state(w) == READY]
+        for w in range(len(self._workers)):
+            if w not in keep:
+                self._ray.kill(self._workers[w])
+        idle = [self._workers[w] for w in keep]
         for worker in idle:
             worker.unload.remote()
         _POOL.give_back(self.plan.options, idle)
         self._ray.kill(self._counter)
         self._busy.clear()
+        self._loads.clear()
+
+
+def _driver_node_counter() -> Any:
+    """The progress counter, on the driver's node: a lost worker node must not take it along
+    (a call to a dead counter raised out of the executor loop)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from facesieve.runner.ray_workers import ProgressCounter
+
+    try:
+        node = ray.get_runtime_context().get_node_id()
+    except Exception:  # a Ray client driver has no node of its own: anywhere will do
+        return ProgressCounter.remote()
+    strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=True)
+    return ProgressCounter.options(scheduling_strategy=strategy).remote()

@@ -12,11 +12,13 @@ Ray backend puts on its first worker.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 
 from facesieve.config import RunConfig
 from facesieve.errors import ConfigError
@@ -70,6 +72,7 @@ def ensure_ray(run: RunConfig) -> None:
     if run.ray_address and run.ray_address != "local":
         hostport = resolve_address(run.ray_address)
         probe(hostport)
+        keep_loopback(hostport)
         log.info("joining the Ray cluster at %s", hostport)
     else:
         log.info("starting a local Ray runtime")
@@ -83,6 +86,65 @@ def ensure_ray(run: RunConfig) -> None:
     except ConnectionError as exc:
         raise ConfigError(f"cannot join the Ray cluster at {run.ray_address}: {exc}") from exc
     _started_ray = True
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def keep_loopback(hostport: str) -> None:
+    """Let ``ray.init`` join a cluster that listens on loopback only.
+
+    Ray rewrites a loopback address to this machine's outward IP before it connects
+    (``services.resolve_ip_for_localhost``); a cluster whose nodes were started with
+    ``--node-ip-address 127.0.0.1`` (one machine, nothing reachable from outside) does not listen
+    there, and ``ray.init`` then retries without end (measured: still waiting after 40 s). When
+    only the loopback address answers, Ray's own single-machine switch (the one it uses on macOS
+    and Windows, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) keeps loopback as this node's address.
+    A cluster that also listens on the outward IP is joined the way Ray always does.
+    """
+    host, _, port = hostport.rpartition(":")
+    if not is_loopback(host):
+        return
+    from ray._private import ray_constants, services
+
+    outward = services.get_node_ip_address()  # what ray.init would connect to
+    if is_loopback(outward):
+        return
+    try:
+        probe(f"{outward}:{port}", timeout_s=2.0)
+    except ConfigError:
+        log.info("the Ray cluster at %s listens on loopback only; joining it there", hostport)
+        ray_constants.ENABLE_RAY_CLUSTER = False  # read at call time by get_node_ip_address
+
+
+def require_shared_paths(local_roots: Sequence[str], run: RunConfig) -> None:
+    """Refuse local paths on a cluster of several nodes, unless they are declared shared.
+
+    Every worker reads the input and writes the output root itself: on a node other than the
+    driver's, a local path names a folder of that node, so outputs would be scattered over the
+    nodes (or inputs missing there) and the run would look successful from the driver.
+    ``run.shared_paths`` says the paths are on storage every node mounts at the same place.
+    Checked against the nodes alive when a step starts its workers.
+    """
+    if not local_roots or run.shared_paths:
+        return
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) <= 1:
+        return
+    raise ConfigError(
+        f"local path(s) {', '.join(local_roots)} on a Ray cluster of {len(nodes)} nodes: each "
+        "node would read and write its own disk. Use s3:// roots, or declare the paths shared "
+        "(mounted at the same place on every node) with --set run.shared_paths=true"
+    )
 
 
 def stop_ray() -> None:

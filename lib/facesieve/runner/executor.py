@@ -14,7 +14,7 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from facesieve.config import RunConfig
 from facesieve.errors import ConfigError
 from facesieve.redact import redact_text
 from facesieve.runner.backends import Event, Job, LocalBackend, RayBackend, plan_workers
+from facesieve.runner.cluster import require_shared_paths
 from facesieve.runner.progress import Progress
 from facesieve.storage.base import Store
 from facesieve.work import Marker, Step, Unit, read_markers, write_marker
@@ -104,10 +105,13 @@ def run_step(
     run: RunConfig,
     show_progress: bool | None = None,
     guard: Callable[[], None] | None = None,
+    local_roots: Sequence[str] = (),
 ) -> StepResult:
     """Run every unit of ``step`` that is not done; see the module docstring.
 
     ``guard`` is called between units and may raise to stop the step (the run's lease check).
+    ``local_roots``: the run's local input and output paths, refused on a multi-node Ray
+    cluster unless ``run.shared_paths`` (``runner/cluster.py``).
     """
     started = time.monotonic()
     backoff = Backoff(run.retry_backoff_s)
@@ -128,7 +132,9 @@ def run_step(
     fresh: dict[str, Marker] = {}
     items = 0
     if todo:
-        fresh, failed, items = _execute(step, out, run, todo, done, show_progress, guard, retried)
+        fresh, failed, items = _execute(
+            step, out, run, todo, done, show_progress, guard, retried, local_roots
+        )
     digests = {u.unit_id: u.digest for u in units}
     markers = {uid: m for uid, m in done.items() if digests.get(uid) == m.digest}
     markers.update(fresh)
@@ -158,13 +164,15 @@ def _execute(
     show_progress: bool | None,
     guard: Callable[[], None] | None,
     retried: Callable[[Callable[[], Any], str], Any],
+    local_roots: Sequence[str],
 ) -> tuple[dict[str, Marker], list[UnitFailure], int]:
     backoff = Backoff(run.retry_backoff_s)
     workers = plan_workers(step, run, len(todo))
     if run.runner == "local":
         backend: LocalBackend | RayBackend = LocalBackend(step, workers, run.unit_timeout_s)
     else:
-        backend = RayBackend(step, workers, run.unit_timeout_s, run.start_timeout_s)
+        require_shared_paths(local_roots, run)  # Ray is joined now: its nodes are known
+        backend = RayBackend(step, workers, run.unit_timeout_s, run.start_timeout_s, run.retries)
     progress = Progress(
         step.name,
         len(todo),
@@ -255,6 +263,7 @@ def _commit(
         seconds=round(event.seconds, 3),
         attempts=event.job.attempt,
         finished_at=round(time.time(), 3),
+        worker=event.where,
     )
     retried(lambda: write_marker(out, marker), f"writing the marker of {unit.unit_id}")
     previous = done.get(unit.unit_id)

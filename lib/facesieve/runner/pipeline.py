@@ -71,10 +71,13 @@ class _Run:
     config: Config
     show_progress: bool | None
     guard: Callable[[], None]
+    local_roots: tuple[str, ...] = ()  # refused on a multi-node cluster unless shared
     steps: dict[str, StepResult] = field(default_factory=dict)
 
     def step(self, step: Step) -> StepResult:
-        result = run_step(step, self.out, self.config.run, self.show_progress, self.guard)
+        result = run_step(
+            step, self.out, self.config.run, self.show_progress, self.guard, self.local_roots
+        )
         self.steps[step.name] = result
         return result
 
@@ -105,7 +108,9 @@ def run_command(
         "output": redact_uri(out.root_uri),
     }
     with Lease(out, config.run.lease_s, command) as lease, _ray_scope():
-        run = _Run(out, config, show_progress, lease.check)
+        roots = [u for u in (input_uri, out.root_uri) if u is not None]
+        local = tuple(redact_uri(u) for u in roots if not u.startswith("s3://"))
+        run = _Run(out, config, show_progress, lease.check, local)
         if swept := out.sweep_partial():
             log.info("removed %d partial file(s) left by an interrupted run", swept)
         result = RunResult(command, run.steps, info)

@@ -40,10 +40,13 @@ class UnitWorker:
         self.step: Step | None = None
         self.counter: Any = None
 
-    def load(self, step: Step, device: str, threads: int, counter: Any) -> bool:
+    def load(self, step: Step, device: str, threads: int, counter: Any) -> dict[str, Any]:
+        """Set the step up; returns where this worker runs (its node, host and pid)."""
+        from facesieve.runner.backends import worker_place
+
         self.step, self.counter = step, counter
         step.setup(device, threads)
-        return True
+        return worker_place(ray.get_runtime_context().get_node_id())
 
     def run(self, unit: Unit) -> UnitOutput:
         if self.step is None:

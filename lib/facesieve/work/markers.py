@@ -36,6 +36,7 @@ class Marker:
     seconds: float = 0.0
     attempts: int = 1
     finished_at: float = 0.0
+    worker: dict[str, Any] = field(default_factory=dict)  # where it ran: node_id, host, pid
 
 
 def write_marker(store: Store, marker: Marker) -> None:
