@@ -62,3 +62,43 @@ def test_a_read_only_monitor_is_no_autoscaler() -> None:
     assert cluster.readonly_or_unknown(launcher) == -1
     assert cluster._v1_report(b'{"load_metrics_report": {}}') is None  # no autoscaler pass yet
     assert cluster._v1_report(b"not json") is None
+
+
+def _nodes(n: int) -> list[dict]:
+    return [{"Alive": True, "NodeID": str(i)} for i in range(n)] + [{"Alive": False}]
+
+
+def test_local_paths_on_several_nodes_are_refused_unless_shared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ray = pytest.importorskip("ray")
+    from facesieve.config import RunConfig
+
+    monkeypatch.setattr(ray, "nodes", lambda: _nodes(3))
+    with pytest.raises(ConfigError, match=r"local path\(s\) /data/out on a Ray cluster of 3"):
+        cluster.require_shared_paths(["/data/out"], RunConfig())
+    cluster.require_shared_paths(["/data/out"], RunConfig(shared_paths=True))
+    cluster.require_shared_paths([], RunConfig())  # s3:// roots only
+    monkeypatch.setattr(ray, "nodes", lambda: _nodes(1))  # one node alive: its own disk
+    cluster.require_shared_paths(["/data/out"], RunConfig())
+
+
+def test_a_cluster_listening_on_loopback_only_is_joined_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("ray")
+    from ray._private import ray_constants, services
+
+    outward = services.get_node_ip_address()
+    if cluster.is_loopback(outward):
+        pytest.skip("this machine has no address but loopback")
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        cluster.keep_loopback(f"127.0.0.1:{s.getsockname()[1]}")
+    assert ray_constants.ENABLE_RAY_CLUSTER is False
+    assert services.get_node_ip_address() == "127.0.0.1"  # what ray.init now connects to
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    cluster.keep_loopback("10.1.2.3:6379")  # not loopback: Ray's way
+    assert ray_constants.ENABLE_RAY_CLUSTER is True
