@@ -10,7 +10,7 @@ reduced decode are cropped from a finer decode, which is timed too).
     python bench/preprocess.py [--images 1000] [--repeats 3]
 
 Sets (from ../shared/data/faces): LFW 250x250 JPEGs, CelebA in-the-wild photos (<= 600 px), and
-every other photo there with a longer side of at least 1,280 px. Modes: ``full`` (no reduction),
+every other photo there with a longer side of at least 1,000 px. Modes: ``full`` (no reduction),
 ``draft`` (the default rule: the longer side stays >= det_size), ``half`` (always 1/2, for
 comparison). Prints JSON: images/s on one core per set and mode, medians of the repeats.
 """
@@ -47,7 +47,7 @@ def image_sets(n: int) -> dict[str, list[bytes]]:
         for p in sorted(SHARED.rglob("*.jpg"))
         if "lfw" not in p.parts and "celeba_subset" not in p.parts
     ]
-    large = [p for p in others if max(Image.open(p).size) >= 1280][:n]
+    large = [p for p in others if max(Image.open(p).size) >= 1000][:n]
     return {
         k: [p.read_bytes() for p in v]
         for k, v in (("lfw", lfw), ("celeba", celeba), ("large", large))
