@@ -7,7 +7,12 @@ detector pass, then each image is timed through exactly what a preprocessing thr
 (letterbox + normalised detector input) and ``align_detections`` (warps; small faces of a
 reduced decode are cropped from a finer decode, which is timed too).
 
-    python bench/preprocess.py [--images 1000] [--repeats 3]
+    python bench/preprocess.py [--images 1000] [--repeats 3] [--models]
+
+``--models`` also times the two models on one thread (the detector on the set's own input sides
+in batches of 16, the recognizer in batches of 64; the fastest of the repeats, which a shared
+machine disturbs least) and prints each set's model cost per image in core-milliseconds: with
+preprocessing free, 1000 * cores / that is the most images/s the models allow.
 
 Sets (from ../shared/data/faces): LFW 250x250 JPEGs, CelebA in-the-wild photos (<= 600 px), and
 every other photo there with a longer side of at least 1,000 px. Modes: ``full`` (no reduction),
@@ -26,6 +31,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 from PIL import Image
 
 from facesieve.config import Config
@@ -64,12 +70,35 @@ def decoder(mode: str, det_size: int):
     return decode
 
 
+def model_cost(engine: FaceEngine, prepared: list, faces: int, repeats: int) -> dict:
+    """Core-ms per image of the detector (at each image's input side) and the recognizer."""
+    det_best = rec_best = float("inf")
+    crops = np.zeros((64, 112, 112, 3), np.uint8)
+    for _ in range(repeats):
+        start = time.perf_counter()
+        engine.detect_prepared(prepared)
+        det_best = min(det_best, time.perf_counter() - start)
+        start = time.perf_counter()
+        for _ in range(4):
+            engine.embed(crops)
+        rec_best = min(rec_best, (time.perf_counter() - start) / 256)
+    det = det_best / len(prepared) * 1e3
+    rec = rec_best * 1e3 * faces / len(prepared)
+    return {
+        "detector": round(det, 2),
+        "recognizer": round(rec, 2),
+        "faces_per_image": round(faces / len(prepared), 3),
+        "total": round(det + rec, 2),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--models", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not SHARED.is_dir():
@@ -100,6 +129,10 @@ def main() -> int:
                 for _, x in ok:
                     photo_descriptor(x.pixels)
                 desc_rates.append(len(ok) / (time.perf_counter() - start))
+            if args.models and mode == "full":
+                result[name]["model_core_ms_per_image"] = model_cost(
+                    engine, prepared, sum(len(d) for d in detections), args.repeats
+                )
             result[name][mode] = {
                 "images_per_s_per_core": round(statistics.median(rates), 1),
                 "runs": [round(r, 1) for r in rates],

@@ -98,7 +98,7 @@ class RunConfig:
     ray_address: str | None = None  # Ray cluster to join (host:6379, auto); null = start one
     device: str = "auto"  # auto | cpu | cuda
     workers: int = 0  # Ray workers per step; 0 = as many as the CPUs (or GPU slots) hold
-    threads_per_worker: int = 0  # 0 = 1 per CPU worker, the CPU share per GPU worker
+    threads_per_worker: int = 0  # 0 = CPU workers share the cores (cpus // workers), GPU ones too
     gpu_workers_per_device: int = 4  # actors per GPU: the CPU side (decode, align) is the limit
     retries: int = 4  # extra attempts for a unit that failed for a reason that may pass
     retry_backoff_s: float = 5.0  # wait before the first retry; doubles each time, 60 s at most
