@@ -34,6 +34,10 @@ class SourceConfig:
     shard_size: int = 1000  # images per new shard for folder and flat layouts
     max_image_bytes: int = 64 * 1024 * 1024  # larger files become status=too_large unread
     max_pixels: int = 40_000_000  # larger images (from the header): status too_large, not decoded
+    # JPEGs of 2x faces.det_size or more decode at 1/2, 1/4 or 1/8 (libjpeg DCT scaling) for
+    # detection, keeping the longer side >= det_size; faces under 224 px there are cropped from
+    # a finer decode; sizes and coordinates stay in original pixels
+    draft_decode: bool = True
     follow_external_links: bool = False  # read symbolic links that lead out of the input root
     # A run that finds more than this share of the files it knew gone stops before deleting
     # their outputs (an unmounted volume lists as empty); --accept-removals lets it go on.
@@ -94,7 +98,7 @@ class RunConfig:
     ray_address: str | None = None  # Ray cluster to join (host:6379, auto); null = start one
     device: str = "auto"  # auto | cpu | cuda
     workers: int = 0  # Ray workers per step; 0 = as many as the CPUs (or GPU slots) hold
-    threads_per_worker: int = 0  # 0 = 1 per CPU worker, the CPU share per GPU worker
+    threads_per_worker: int = 0  # 0 = CPU workers share the cores (cpus // workers), GPU ones too
     gpu_workers_per_device: int = 4  # actors per GPU: the CPU side (decode, align) is the limit
     retries: int = 4  # extra attempts for a unit that failed for a reason that may pass
     retry_backoff_s: float = 5.0  # wait before the first retry; doubles each time, 60 s at most
@@ -265,7 +269,7 @@ class Config:
             "source": {
                 k: v
                 for k, v in dataclasses.asdict(self.source).items()
-                if k in ("max_image_bytes", "max_pixels")
+                if k in ("max_image_bytes", "max_pixels", "draft_decode")
             },
             "faces": {
                 k: v

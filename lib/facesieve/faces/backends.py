@@ -69,12 +69,17 @@ class OrtBackend:
 
     name = "onnxruntime-cpu"
 
-    def __init__(self, path: str, threads: int = 0) -> None:
+    def __init__(self, path: str, threads: int = 0, spin: bool = False) -> None:
+        """``spin``: onnxruntime's default, threads busy-wait between calls. Off here: the embed
+        step's preprocessing threads share the cores, and spinning took them CPU (44 against
+        48-55 CPU ms per CelebA photo in-process, docs/BENCHMARKS.md); results are the same."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
         opts.inter_op_num_threads = 1
+        if not spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:

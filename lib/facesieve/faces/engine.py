@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections import defaultdict
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import cv2
@@ -20,9 +21,37 @@ from facesieve.errors import ModelError
 from facesieve.faces import quality, scrfd
 from facesieve.faces.align import ARCFACE_TEMPLATE, CROP_SIZE, align_face
 from facesieve.faces.backends import make_backend, resolve_device
+from facesieve.faces.decode import decode_image
 from facesieve.faces.model_pack import ModelPack
 
 log = logging.getLogger(__name__)
+
+# A face is cropped from pixels where it spans at least this much (the crop is 112 wide, so the
+# warp then only shrinks it); smaller faces of a reduced decode are cropped from a finer decode.
+ALIGN_MIN_PX = 2 * CROP_SIZE
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One decoded image made ready for the detector (on a preprocessing thread)."""
+
+    pixels: np.ndarray  # HxWx3 uint8 RGB as decoded (possibly reduced)
+    scale: float  # original pixels per decoded pixel
+    side: int  # detector input side; 0 for an aligned crop, which is not detected
+    blob: np.ndarray | None  # (3, side, side) float32 detector input
+    box_scale: float  # letterbox scale, decoded -> detector input pixels
+    source: bytes | None = None  # the encoded file, to decode again for small faces' crops
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """The aligned crops of one image's faces, and where they are in original pixels."""
+
+    crops: np.ndarray  # (n, 112, 112, 3) uint8
+    boxes: np.ndarray  # (n, 4)
+    landmarks: np.ndarray  # (n, 5, 2)
+    scores: list[float | None]  # None for a pre-aligned crop
+    sharpness: list[float]
 
 
 @dataclass(frozen=True)
@@ -74,20 +103,43 @@ class FaceEngine:
             return True
         return self.cfg.aligned == "auto" and image.shape[:2] == (CROP_SIZE, CROP_SIZE)
 
+    def prepare(
+        self, pixels: np.ndarray, scale: float = 1.0, source: bytes | None = None
+    ) -> Prepared:
+        """The detector input of one decoded image (letterboxed, normalised).
+
+        Pure and thread-safe: the embed step runs it on its preprocessing threads while the
+        models work on earlier images. ``scale`` is original pixels per decoded pixel of a
+        reduced decode; ``source`` (its encoded bytes) lets alignment decode small faces finer.
+        """
+        if self.is_aligned(pixels):
+            return Prepared(pixels, scale, 0, None, 1.0, source)
+        side = scrfd.input_side(
+            pixels.shape[0], pixels.shape[1], self.cfg.det_size, self.cfg.det_min_size
+        )
+        canvas, box_scale = scrfd.letterbox(pixels, side)
+        return Prepared(pixels, scale, side, scrfd.to_input_one(canvas), box_scale, source)
+
     def detect(self, images: list[np.ndarray]) -> list[scrfd.Detections]:
         """Faces in each image (batched by detector input side), small faces dropped."""
-        results: list[scrfd.Detections] = [scrfd.Detections.empty()] * len(images)
+        return self.detect_prepared([self.prepare(img) for img in images])
+
+    def detect_prepared(self, items: list[Prepared]) -> list[scrfd.Detections]:
+        """Faces in each prepared image, in decoded-image pixels; batched by input side.
+
+        Aligned crops get no detections here (``align`` makes their one face). Small faces are
+        dropped by their size in original pixels, so reduced decoding drops the same faces.
+        """
+        results: list[scrfd.Detections] = [scrfd.Detections.empty()] * len(items)
         buckets: dict[int, list[int]] = defaultdict(list)
-        for i, img in enumerate(images):
-            side = scrfd.input_side(
-                img.shape[0], img.shape[1], self.cfg.det_size, self.cfg.det_min_size
-            )
-            buckets[side].append(i)
+        for i, item in enumerate(items):
+            if item.side:
+                buckets[item.side].append(i)
         for side, members in buckets.items():
             for start in range(0, len(members), self.det_batch):
                 chunk = members[start : start + self.det_batch]
-                boxed = [scrfd.letterbox(images[i], side) for i in chunk]
-                outputs = self.detector.run(scrfd.to_input([c for c, _ in boxed]))
+                blobs = [items[i].blob for i in chunk]
+                outputs = self.detector.run(np.stack(blobs))  # type: ignore[arg-type]
                 if len(outputs) != 9 or outputs[0].ndim != 3:
                     raise ModelError(
                         "detector must be an SCRFD *_bnkps model with batched outputs "
@@ -98,19 +150,23 @@ class FaceEngine:
                         outputs,
                         j,
                         side,
-                        boxed[j][1],
+                        items[i].box_scale,
                         self.cfg.det_threshold,
                         self.cfg.nms_threshold,
                     )
-                    results[i] = self._drop_small(det)
+                    results[i] = self._drop_small(det, items[i].scale)
         return results
 
-    def _drop_small(self, det: scrfd.Detections) -> scrfd.Detections:
+    def _drop_small(self, det: scrfd.Detections, scale: float = 1.0) -> scrfd.Detections:
         if len(det) == 0 or self.cfg.min_face_px <= 0:
             return det
         sides = np.maximum(det.boxes[:, 2] - det.boxes[:, 0], det.boxes[:, 3] - det.boxes[:, 1])
-        keep = sides >= self.cfg.min_face_px
+        keep = sides * scale >= self.cfg.min_face_px
         return scrfd.Detections(det.boxes[keep], det.scores[keep], det.landmarks[keep])
+
+    def align(self, item: Prepared, det: scrfd.Detections) -> Aligned:
+        """``align_detections``; thread-safe (the embed step's preprocessing threads run it)."""
+        return align_detections(item, det)
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """(n, 112, 112, 3) RGB uint8 crops -> (n, 512) unit-norm float32 embeddings."""
@@ -133,42 +189,98 @@ class FaceEngine:
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         return np.ascontiguousarray(emb / np.maximum(norms, 1e-12), dtype=np.float32)
 
-    def analyze(self, images: list[np.ndarray]) -> list[list[Face]]:
-        """Every usable face of every image, in detection-score order."""
-        aligned = [self.is_aligned(img) for img in images]
-        to_detect = [i for i, a in enumerate(aligned) if not a]
-        detections = dict(zip(to_detect, self.detect([images[i] for i in to_detect]), strict=True))
-        crops: list[np.ndarray] = []
-        meta: list[tuple[int, np.ndarray, np.ndarray, float | None]] = []
-        for i, img in enumerate(images):
-            if aligned[i]:
-                h, w = img.shape[:2]
-                crop = (
-                    img
-                    if (h, w) == (CROP_SIZE, CROP_SIZE)
-                    else cv2.resize(img, (CROP_SIZE, CROP_SIZE))
+    def analyze(
+        self,
+        images: list[np.ndarray],
+        scales: list[float] | None = None,
+        pool: Executor | None = None,
+        sources: list[bytes | None] | None = None,
+    ) -> list[list[Face]]:
+        """Every usable face of every image, in detection-score order.
+
+        ``scales``: original pixels per decoded pixel of each image (reduced JPEG decoding);
+        coordinates come back in original pixels; ``sources``: the encoded files, so that
+        small faces of reduced images are cropped from a finer decode. With ``pool``,
+        letterboxing and alignment run on its threads; the result is the same either way.
+        """
+        scales = scales or [1.0] * len(images)
+        sources = sources or [None] * len(images)
+        run = pool.map if pool is not None else map
+        items = list(run(self.prepare, images, scales, sources))
+        detections = self.detect_prepared(items)
+        return self.finish(list(run(self.align, items, detections)))
+
+    def finish(self, aligned: list[Aligned]) -> list[list[Face]]:
+        """Embed the crops of many images in batches and make their ``Face`` records."""
+        crops = [a.crops for a in aligned if len(a.crops)]
+        embeddings = self.embed(np.concatenate(crops)) if crops else np.zeros((0, 512), np.float32)
+        faces: list[list[Face]] = []
+        at = 0
+        for a in aligned:
+            image_faces = []
+            for k in range(len(a.crops)):
+                box, lm = a.boxes[k], a.landmarks[k]
+                image_faces.append(
+                    Face(
+                        bbox=box,
+                        landmarks=lm,
+                        det_score=a.scores[k],
+                        face_px=quality.face_size(box),
+                        sharpness=a.sharpness[k],
+                        yaw=quality.yaw_degrees(lm),
+                        embedding=embeddings[at + k],
+                    )
                 )
-                sx, sy = w / CROP_SIZE, h / CROP_SIZE
-                lm = ARCFACE_TEMPLATE * np.array([sx, sy], np.float32)
-                crops.append(crop)
-                meta.append((i, np.array([0, 0, w, h], np.float32), lm, None))
-                continue
-            det = detections[i]
-            for box, score, lm in zip(det.boxes, det.scores, det.landmarks, strict=True):
-                crops.append(align_face(img, lm))
-                meta.append((i, box, lm, float(score)))
-        embeddings = self.embed(np.stack(crops)) if crops else np.zeros((0, 512), np.float32)
-        faces: list[list[Face]] = [[] for _ in images]
-        for (i, box, lm, score), crop, emb in zip(meta, crops, embeddings, strict=True):
-            faces[i].append(
-                Face(
-                    bbox=box,
-                    landmarks=lm,
-                    det_score=score,
-                    face_px=quality.face_size(box),
-                    sharpness=quality.sharpness(crop),
-                    yaw=quality.yaw_degrees(lm),
-                    embedding=emb,
-                )
-            )
+            at += len(a.crops)
+            faces.append(image_faces)
         return faces
+
+
+def align_detections(item: Prepared, det: scrfd.Detections) -> Aligned:
+    """The 112x112 crops of one image's faces, with boxes and landmarks in original pixels.
+
+    Pure and thread-safe. Crops come from the decoded pixels when every face there spans at
+    least ``ALIGN_MIN_PX``; otherwise (a reduced decode of a photo with small faces) the file is
+    decoded again at the coarsest scale that gives its smallest face that many pixels, or at
+    full size, so reduced decoding never costs a small face its detail. Boxes and landmarks are
+    scaled back by ``item.scale``: the tables always hold original pixels.
+    """
+    img = item.pixels
+    factor = np.float32(item.scale)
+    if not item.side:  # an aligned crop: the whole image is the face
+        h, w = img.shape[:2]
+        crop = img if (h, w) == (CROP_SIZE, CROP_SIZE) else cv2.resize(img, (CROP_SIZE, CROP_SIZE))
+        lm = ARCFACE_TEMPLATE * np.array([w / CROP_SIZE, h / CROP_SIZE], np.float32)
+        box = np.array([0, 0, w, h], np.float32)
+        return Aligned(
+            crop[None], box[None] * factor, lm[None] * factor, [None], [quality.sharpness(crop)]
+        )
+    boxes = det.boxes if item.scale == 1.0 else det.boxes * factor
+    landmarks = det.landmarks if item.scale == 1.0 else det.landmarks * factor
+    pixels, points = img, det.landmarks
+    finer = crop_factor(boxes, item.scale)
+    if finer < item.scale and item.source is not None:
+        again = decode_image(item.source, 1 << 62, 1 << 62, factor=finer)
+        if again.pixels is not None:
+            pixels, points = again.pixels, landmarks / np.float32(again.scale)
+    crops = [align_face(pixels, lm) for lm in points]
+    stacked = np.stack(crops) if crops else np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.uint8)
+    return Aligned(
+        stacked,
+        boxes,
+        landmarks,
+        [float(x) for x in det.scores],
+        [quality.sharpness(c) for c in crops],
+    )
+
+
+def crop_factor(boxes: np.ndarray, scale: float) -> int:
+    """The coarsest reduction (<= ``scale``) at which every box (original pixels) still spans
+    ``ALIGN_MIN_PX``; 1 (full size) when even that is too coarse."""
+    if len(boxes) == 0:
+        return int(scale)
+    smallest = float(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]).min())
+    k = int(scale)
+    while k > 1 and smallest / k < ALIGN_MIN_PX:
+        k //= 2
+    return k

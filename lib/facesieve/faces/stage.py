@@ -7,19 +7,27 @@ Redoing it reuses the rows of every file that did not change (same size and tag;
 member, the same SHA-256): a deleted photo costs a rewrite of its shard's Parquet files, not a
 new embedding of the shard.
 
-Reading and decoding run on a background thread that fills a small queue, so the next chunk is
-decoded (Pillow and cv2 release the GIL) while the models work on the current one.
+Every core a worker is given stays busy inside one shard: a reader thread takes the shard's
+files in order and hands each to a small thread pool (as many threads as the worker's share of
+cores) that decodes it (large JPEGs at a reduced scale, ``source.draft_decode``), computes the
+photo descriptor and the detector input; the inference thread runs the detector on chunks of
+those, hands the alignment warps back to the pool, and embeds the crops. Pillow, cv2, numpy and
+onnxruntime release the GIL, so the pool works on the next chunk while the models run on this
+one. Results are taken in file order, and neither onnxruntime's thread count nor its batch
+composition changes its output, so the rows are the same with one thread or many.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +38,7 @@ from facesieve import schema
 from facesieve.config import Config
 from facesieve.errors import StorageError
 from facesieve.faces.decode import Decoded, decode_image
-from facesieve.faces.engine import Face, FaceEngine
+from facesieve.faces.engine import Face, FaceEngine, Prepared
 from facesieve.faces.photo import photo_descriptor
 from facesieve.outputs import faces_key, images_key, parquet_bytes, read_parquet
 from facesieve.sources import Ledger, Record, ShardWork, iter_records
@@ -41,9 +49,21 @@ from facesieve.work.contract import Progress
 log = logging.getLogger(__name__)
 
 _END = object()
-VERSION = 1  # bump when the same files and settings give different rows
+VERSION = 2  # bump when the same files and settings give different rows (2: reduced decoding)
+DRAFT_MARGIN = 1  # reduced JPEG decoding keeps the longer side >= this many detector inputs
 REUSABLE = schema.DECODED  # rows whose work is worth keeping (read errors are not)
 FINGERPRINT_KEY = "facesieve.fingerprint"  # Parquet metadata of images/<shard>.parquet
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One file after the preprocessing threads: ``dec`` is None for a reused row."""
+
+    rec: Record
+    dec: Decoded | None
+    desc: bytes | None = None
+    prepared: Prepared | None = None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +91,7 @@ class EmbedStep:
         self.fingerprint = fingerprint
         self.resources = Resources(cpus=1.0, gpus=1.0 / config.run.gpu_workers_per_device)
         self.engine: FaceEngine | None = None
+        self.threads = 1  # preprocessing threads; setup() sets the worker's share of cores
 
     def plan(self, done: dict[str, Marker]) -> list[Unit]:
         units = []
@@ -104,6 +125,7 @@ class EmbedStep:
     def setup(self, device: str, threads: int) -> None:
         """Load the models; once per worker, not once per shard."""
         self.engine = FaceEngine(self.config.faces, device=device, threads=threads)
+        self.threads = threads if threads > 0 else (os.cpu_count() or 1)
 
     def process(self, unit: Unit, progress: Progress) -> UnitOutput:
         if self.engine is None:
@@ -117,24 +139,26 @@ class EmbedStep:
         n_bytes = reused = embedded = 0
         # Images analysed together: enough to fill the batches, few enough to bound memory.
         chunk_size = max(self.engine.det_batch, self.engine.embed_batch)
-        for chunk in _chunks(self._decoded(work, previous, 2 * chunk_size), chunk_size):
-            todo = [dec for _, dec, _ in chunk if dec is not None and dec.status == schema.OK]
-            found = iter(self.engine.analyze([dec.pixels for dec in todo]) if todo else [])
-            embedded += len(todo)
-            for rec, dec, desc in chunk:
-                if dec is None:  # reused: the previous rows, renamed to this shard and slot
-                    row, face_rows = _reuse(previous, rec, work)
-                    reused += 1
-                else:
-                    image_faces = next(found) if dec.status == schema.OK else []
-                    tag = self.engine.model_tag
-                    row, face_rows = _new_rows(rec, dec, desc, image_faces, work, tag)
-                statuses[row["status"]] += 1
-                n_bytes += rec.size
-                images.append(row)
-                for face in face_rows:
-                    faces.append(face)
-            progress(len(chunk))
+        tag = self.engine.model_tag
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="embed-prep") as pool:
+            items = self._prepared(work, previous, pool, chunk_size)
+            for chunk in _chunks(items, chunk_size):
+                todo = [it for it in chunk if it.prepared is not None]
+                found = iter(self._analyze(todo, pool))
+                embedded += len(todo)
+                for it in chunk:
+                    if it.dec is None:  # reused: the previous rows, renamed to this shard and slot
+                        row, face_rows = _reuse(previous, it.rec, work)
+                        reused += 1
+                    else:
+                        image_faces = next(found) if it.prepared is not None else []
+                        row, face_rows = _new_rows(it, image_faces, work, tag)
+                    statuses[row["status"]] += 1
+                    n_bytes += it.rec.size
+                    images.append(row)
+                    for face in face_rows:
+                        faces.append(face)
+                progress(len(chunk))
         seconds = time.perf_counter() - started
         stats = {
             "images": sum(statuses.values()),
@@ -186,11 +210,41 @@ class EmbedStep:
         rows = {i: r for i, r in rows.items() if len(face_rows.get(i, ())) == r["n_faces"]}
         return _Previous(rows, face_rows)
 
-    def _decoded(
-        self, work: ShardWork, previous: _Previous, prefetch: int
-    ) -> Iterator[tuple[Record, Decoded | None, bytes | None]]:
-        """Records with decoded pixels and photo descriptor (None for reused ones), from a
-        background thread: decoding and the descriptor overlap the models' work."""
+    def _analyze(self, todo: list[_Item], pool: Executor) -> list[list[Face]]:
+        """Detect on this thread, align on the pool, embed on this thread."""
+        engine = self.engine
+        assert engine is not None
+        if not todo:
+            return []
+        prepared = [it.prepared for it in todo if it.prepared is not None]
+        detections = engine.detect_prepared(prepared)
+        return engine.finish(list(pool.map(engine.align, prepared, detections)))
+
+    def _prepare(self, rec: Record) -> _Item:
+        """Decode, describe and letterbox one file: runs on a preprocessing thread."""
+        src = self.config.source
+        if rec.reuse:
+            return _Item(rec, None)
+        sha = rec.sha256 or (hashlib.sha256(rec.data).hexdigest() if rec.data is not None else None)
+        if rec.status is not None:
+            return _Item(rec, Decoded(rec.status, rec.error), sha256=sha)
+        data = rec.data or b""
+        min_side = DRAFT_MARGIN * self.config.faces.det_size if src.draft_decode else 0
+        dec = decode_image(data, src.max_pixels, src.max_image_bytes, min_side)
+        if dec.pixels is None:
+            return _Item(rec, dec, sha256=sha)
+        assert self.engine is not None
+        prepared = self.engine.prepare(dec.pixels, dec.scale, data if dec.scale > 1 else None)
+        return _Item(rec, dec, photo_descriptor(dec.pixels), prepared, sha)
+
+    def _prepared(
+        self, work: ShardWork, previous: _Previous, pool: Executor, prefetch: int
+    ) -> Iterator[_Item]:
+        """The shard's files, preprocessed on ``pool``, in file order.
+
+        A reader thread lists and reads the files (I/O must not stall the models) and submits
+        each to the pool; at most ``prefetch`` files wait, done or not, which bounds memory.
+        """
         src = self.config.source
         q: queue.Queue[Any] = queue.Queue(maxsize=prefetch)
         stop = threading.Event()
@@ -208,32 +262,26 @@ class EmbedStep:
                 for rec in iter_records(self.input_store, work, src.max_image_bytes, reusable):
                     if stop.is_set():
                         return
-                    desc = None
-                    if rec.reuse:
-                        dec = None
-                    elif rec.status is not None:
-                        dec = Decoded(rec.status, rec.error)
-                    else:
-                        dec = decode_image(rec.data or b"", src.max_pixels, src.max_image_bytes)
-                        if dec.pixels is not None:
-                            desc = photo_descriptor(dec.pixels)
-                    q.put((rec, dec, desc))
+                    q.put(pool.submit(self._prepare, rec))
                 q.put(_END)
             except BaseException as exc:  # surfaced in the consumer, which fails the shard
                 q.put(exc)
 
-        thread = threading.Thread(target=produce, name=f"decode-{work.shard_id}", daemon=True)
+        thread = threading.Thread(target=produce, name=f"read-{work.shard_id}", daemon=True)
         thread.start()
         try:
             while (item := q.get()) is not _END:
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                future: Future[_Item] = item
+                yield future.result()
         finally:
             stop.set()
-            while thread.is_alive():  # unblock a producer waiting on a full queue
+            while thread.is_alive():  # unblock a reader waiting on a full queue
                 try:
-                    q.get_nowait()
+                    pending = q.get_nowait()
+                    if isinstance(pending, Future):
+                        pending.cancel()
                 except queue.Empty:
                     thread.join(timeout=0.05)
 
@@ -250,13 +298,10 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _new_rows(
-    rec: Record,
-    dec: Decoded,
-    photo_desc: bytes | None,
-    found: list[Face],
-    work: ShardWork,
-    model: str,
+    item: _Item, found: list[Face], work: ShardWork, model: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    rec, dec = item.rec, item.dec
+    assert dec is not None
     if len(found) > schema.MAX_FACES_PER_IMAGE:
         log.warning(
             "%s: %d faces, keeping the %d most confident",
@@ -268,7 +313,7 @@ def _new_rows(
     status = dec.status
     if status == schema.OK and not found:
         status = schema.NO_FACE
-    sha = rec.sha256 or (hashlib.sha256(rec.data).hexdigest() if rec.data is not None else None)
+    sha = item.sha256 or rec.sha256
     row = {
         "image_id": rec.image_id,
         "shard_id": work.shard_id,
@@ -281,7 +326,7 @@ def _new_rows(
         "status": status,
         "error": dec.error,
         "n_faces": len(found),
-        "photo_desc": photo_desc,
+        "photo_desc": item.desc,
         "source_tag": rec.tag,
     }
     faces = [

@@ -150,18 +150,37 @@ def plan_workers(step: Step, run: RunConfig, n_units: int) -> WorkerPlan:
         device = "cuda"
     else:
         count = run.workers or max(1, int(cpus / max(step.resources.cpus, 1e-3)))
+        count = max(1, min(count, n_units))
         device = "cpu"
-        # a step with a single unit (a global step) gets every core of a node for its threads
-        threads = run.threads_per_worker or (_node_cpus() if n_units == 1 else 1)
+        threads = run.threads_per_worker or cpu_threads(cpus, count, _node_cpus())
+        if threads > step.resources.cpus:
+            options["num_cpus"] = float(threads)  # Ray holds the cores the threads use
     options["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(max(threads, 1))}}
     return WorkerPlan(max(1, min(count, n_units)), device, threads, options)
 
 
-def _node_cpus() -> int:
+def cpu_threads(cluster_cpus: int, workers: int, node_cpus: list[int]) -> int:
+    """Threads per CPU worker: the cluster's cores shared among the workers that have work.
+
+    Fewer units than cores (a folder that is one shard, a global step) would otherwise leave
+    cores idle. Each worker holds as many Ray CPUs as it runs threads, so the share is lowered
+    until all ``workers`` fit on the nodes together (a worker that fits nowhere would wait
+    without end for one to free).
+    """
+    share = max(1, cluster_cpus // max(workers, 1))
+    for threads in range(share, 1, -1):
+        if sum(c // threads for c in node_cpus) >= workers:
+            return threads
+    return 1
+
+
+def _node_cpus() -> list[int]:
+    """CPU count of every alive node that has CPUs."""
     import ray
 
     alive = [n for n in ray.nodes() if n.get("Alive")]
-    return max((int(n["Resources"].get("CPU", 1)) for n in alive), default=os.cpu_count() or 1)
+    counts = [int(n["Resources"].get("CPU", 0)) for n in alive]
+    return [c for c in counts if c >= 1] or [os.cpu_count() or 1]
 
 
 class LocalBackend:
