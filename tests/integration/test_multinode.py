@@ -3,7 +3,10 @@
 removed while it runs a unit does not change what the run writes.
 
 The cluster is the test's own: its temp dir (``RAY_TMPDIR``, which also holds Ray's "current
-cluster" file, so no other Ray user on this machine joins it), and it is stopped with
+cluster" file, so no other Ray user on this machine joins it), its own auth token (token auth
+on, ``RAY_AUTH_TOKEN_PATH`` in that dir, given to the nodes and to every driver the test starts,
+so neither this machine's ``~/.ray/auth_token`` nor what an earlier test left in the environment
+decides who may join), and it is stopped with
 ``cluster.shutdown()`` (never ``ray stop``, which would stop every Ray runtime on the machine).
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -50,9 +54,12 @@ def cluster3(s3: Any) -> Iterator[Any]:
     from ray.cluster_utils import Cluster
 
     temp = Path(tempfile.mkdtemp(prefix="fsmn-", dir="/tmp"))  # short: Ray's socket paths
-    node_env = S3_ENV | {"RAY_TMPDIR": str(temp), "AWS_ENDPOINT_URL": s3.endpoint}
-    saved = {k: os.environ.get(k) for k in node_env}
+    (temp / "token").write_text(secrets.token_hex(32))
+    node_env = S3_ENV | _auth_env(temp) | {"RAY_TMPDIR": str(temp), "AWS_ENDPOINT_URL": s3.endpoint}
+    saved = {k: os.environ.get(k) for k in (*node_env, "RAY_AUTH_TOKEN")}
+    os.environ.pop("RAY_AUTH_TOKEN", None)
     os.environ.update(node_env)
+    _reload_ray_auth()
     cluster = None
     try:
         node = {"num_cpus": 1, "node_ip_address": "127.0.0.1"}
@@ -63,6 +70,7 @@ def cluster3(s3: Any) -> Iterator[Any]:
         for i in (1, 2):
             cluster.add_node(**node, resources={f"node_{i}": 1})
         cluster.wait_for_nodes(timeout=START_DEADLINE_S)
+        cluster.auth_env = _auth_env(temp)  # for the drivers the tests start
         yield cluster
     finally:
         if cluster is not None:
@@ -72,6 +80,7 @@ def cluster3(s3: Any) -> Iterator[Any]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        _reload_ray_auth()
         left = _processes_under(temp)
         shutil.rmtree(temp, ignore_errors=True)
         assert not left, left
@@ -94,9 +103,28 @@ def _processes_under(temp: Path) -> list[str]:
     return found
 
 
-def _driver_env(s3_endpoint: str) -> dict[str, str]:
+def _reload_ray_auth() -> None:
+    """Make this process read the auth settings of its environment again: Ray reads them once
+    (and a local ``ray.init()`` of an earlier test turns token mode on for the whole process),
+    so changing the environment alone does not change what ``Cluster`` uses. The same two
+    calls as Ray's own test helpers (ray._private.authentication_test_utils)."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _auth_env(temp: Path) -> dict[str, str]:
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(temp / "token")}
+
+
+def _driver_env(cluster: Any, s3_endpoint: str) -> dict[str, str]:
+    """This process's environment without any Ray or AWS setting of its own, plus the test
+    server's credentials and the cluster's token."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "AWS_"))}
-    return env | S3_ENV | {"PYTHONPATH": str(ROOT / "lib"), "AWS_ENDPOINT_URL": s3_endpoint}
+    return env | S3_ENV | cluster.auth_env | {
+        "PYTHONPATH": str(ROOT / "lib"), "AWS_ENDPOINT_URL": s3_endpoint,
+    }  # fmt: skip
 
 
 def _command(cluster: Any, s3: Any, out: str, *extra: str) -> list[str]:
@@ -205,7 +233,7 @@ def test_local_paths_on_a_multi_node_cluster_are_refused_unless_declared_shared(
     shutil.copytree(folder, inp / folder.name)
     base = [sys.executable, "-m", "facesieve.cli.main", "embed", str(inp), "--out", str(out),
             "--ray-address", cluster3.address, "--device", "cpu", "--shard-size", "2"]  # fmt: skip
-    env = _driver_env(s3.endpoint)
+    env = _driver_env(cluster3, s3.endpoint)
     refused = subprocess.run(
         base, env=env, cwd=ROOT, capture_output=True, text=True, timeout=RUN_DEADLINE_S
     )
@@ -227,7 +255,7 @@ def test_a_node_lost_mid_run_changes_nothing_in_the_outputs(
 ) -> None:
     client = s3_client(s3.endpoint)
     _upload_input(client, demo_data)
-    env = _driver_env(s3.endpoint)
+    env = _driver_env(cluster3, s3.endpoint)
     head = cluster3.head_node.node_id
     nodes = {head} | {n.node_id for n in cluster3.worker_nodes}
     assert len(nodes) == 3
