@@ -134,14 +134,15 @@ class IndexConfig:
     retrain_factor: float = 4.0  # retrain when vectors grew past this x the count trained on
     candidates: int = 10  # re-rank max(100, candidates x k) approximate candidates exactly
     knn_k: int = 32  # neighbours per face in index/knn/; 0 = no graph
+    knn_candidates: int = 100  # approximate candidates re-ranked exactly per face of the graph
     merge: bool = False  # also write every index shard into one index file (merged.faiss)
 
     def validate(self) -> None:
         parse_memory(self.memory)
         if self.flat_below < 0 or self.nprobe < 0 or self.knn_k < 0:
             raise ConfigError("flat_below, nprobe and knn_k must be >= 0")
-        if self.retrain_factor <= 1.0 or self.candidates < 1:
-            raise ConfigError("retrain_factor must be > 1 and candidates >= 1")
+        if self.retrain_factor <= 1.0 or self.candidates < 1 or self.knn_candidates < 1:
+            raise ConfigError("retrain_factor must be > 1, candidates and knn_candidates >= 1")
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def built(vectors, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_ivfpq_recall_against_exact_search(built: Path) -> None:
     reader = IndexReader(LocalStore(built), ivf_config().index)
-    assert reader.manifest.factory.startswith("IVF") and "PQ64" in reader.manifest.factory
+    assert reader.manifest.factory.startswith("IVF") and "PQ128x4fs" in reader.manifest.factory
     assert reader.manifest.total == N and reader.index.ntotal == N
     dense = reader.dense()
     queries = dense.emb[np.random.default_rng(1).choice(N, 300, replace=False)]

@@ -50,8 +50,9 @@ def test_nlist_is_capped_by_training_points() -> None:
 def test_pq_size_follows_the_memory_budget() -> None:
     roomy = choose_params(1_000_000, 512, "8G", flat_below=0)
     assert (roomy.m, roomy.opq, roomy.bytes_per_vector) == (64, False, 72)
+    assert roomy.factory == "IVF4096,PQ128x4fs"  # 64 bytes as 128 four-bit codes (fast-scan)
     tight = choose_params(1_000_000, 512, "50M", flat_below=0)
-    assert tight.m == 32 and tight.opq and tight.factory.startswith("OPQ32,")
+    assert tight.m == 32 and tight.opq and tight.factory == "OPQ64,IVF4096,PQ64x4fs"
     assert tight.bytes_per_vector * 1_000_000 <= parse_memory("50M")
     with pytest.raises(ConfigError, match="do not fit"):
         choose_params(1_000_000, 512, "10M", flat_below=0)

@@ -1,7 +1,7 @@
 import numpy as np
 import pyarrow as pa
 
-from facesieve.index.reader import tie_keys, top_k
+from facesieve.index.reader import exact_sims, shortlist, tie_keys, top_k
 
 
 def test_top_k_equals_a_full_sort_with_ties_and_missing_values() -> None:
@@ -27,3 +27,32 @@ def test_tie_keys_are_image_id_bits_then_the_face_index_capped_at_15() -> None:
     assert tie_keys(pa.array(ids)).tolist() == expected
     assert tie_keys(pa.chunked_array([ids[:1], ids[1:]])).tolist() == expected
     assert tie_keys(pa.array([], pa.string())).shape == (0,)
+
+
+def test_the_float32_shortlist_keeps_the_float64_top_k() -> None:
+    """Re-ranking a shortlist gives what re-ranking every candidate gives, ties included:
+    neighbours that are exact copies of one another, near-equal scores, missing candidates."""
+    rng = np.random.default_rng(3)
+    n, d, q, c, k = 400, 512, 64, 120, 32
+    emb = rng.normal(size=(n, d)).astype(np.float32)
+    emb[200:260] = emb[199]  # 61 copies of one face: equal scores for every query
+    emb[300:340] = emb[299] + rng.normal(scale=1e-6, size=(40, d)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    queries = np.concatenate([emb[199:200] * 0.9 + emb[:63] * 0.1, emb[299:300]])
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    cand = np.stack([rng.permutation(n)[:c] for _ in range(q)])
+    cand[:, :70] = np.arange(195, 265)  # every query sees the copies
+    cand[-1, :50] = np.arange(295, 345)
+    cand[5, 100:] = -1  # fewer candidates than asked for
+    ties = rng.permutation(n).astype(np.uint64)
+    rows = emb[np.maximum(cand, 0)]
+
+    def rerank(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sims = exact_sims(queries, emb[np.maximum(ids, 0)])
+        sims[ids < 0] = -np.inf
+        return top_k(ids, sims, ties[np.maximum(ids, 0)], k)
+
+    cut = shortlist(queries, cand, rows, k)
+    assert cut.shape[1] < c  # something was dropped, or the test shows nothing
+    for got, want in zip(rerank(cut), rerank(cand), strict=True):
+        np.testing.assert_array_equal(got, want)

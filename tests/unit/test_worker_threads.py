@@ -23,3 +23,39 @@ def test_cpu_threads(cluster: int, workers: int, nodes: list[int], threads: int)
     got = cpu_threads(cluster, workers, nodes)
     assert got == threads
     assert sum(n // got for n in nodes) >= min(workers, sum(nodes))
+
+
+@pytest.mark.parametrize(
+    ("per_node", "nodes", "units", "count", "threads"),
+    [
+        (True, [4, 4], 10, 2, 4),  # one worker per node, all of its cores
+        (True, [2], 10, 1, 2),  # this machine: one worker, both cores
+        (True, [4, 4], 1, 1, 4),  # one unit: one worker, as big as a node
+        (False, [4, 4], 10, 8, 1),  # an ordinary step: a worker per core
+    ],
+)
+def test_a_per_node_step_gets_a_worker_per_node_with_its_cores(
+    monkeypatch: pytest.MonkeyPatch,
+    per_node: bool,
+    nodes: list[int],
+    units: int,
+    count: int,
+    threads: int,
+) -> None:
+    """The kNN graph's workers each hold every embedding: one per node, not one per core."""
+    ray = pytest.importorskip("ray")
+    from facesieve.config import RunConfig
+    from facesieve.runner import backends
+    from facesieve.work import Resources
+
+    monkeypatch.setattr(backends, "ensure_ray", lambda run: None)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": float(sum(nodes))})
+    monkeypatch.setattr(backends, "_node_cpus", lambda: nodes)
+
+    class Step:
+        resources = Resources(cpus=1.0, memory_gb=2.0, per_node=per_node)
+
+    plan = backends.plan_workers(Step(), RunConfig(runner="ray", device="cpu"), units)  # type: ignore[arg-type]
+    assert (plan.count, plan.threads) == (count, threads)
+    assert plan.options["num_cpus"] == float(threads) or threads == 1
+    assert plan.options["memory"] == 2 * 2**30

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,12 +95,14 @@ class KnnStep:
     def __init__(self, out: Store, cfg: IndexConfig, manifest: Manifest) -> None:
         self.out, self.cfg, self.manifest = out, cfg, manifest
         self.k = graph_k(cfg, manifest.total)
-        # every worker holds all embeddings for exact re-ranking: 2 KB per face, plus the index
-        self.resources = Resources(cpus=1.0, memory_gb=round(manifest.total * 2.3e-6 + 0.5, 1))
+        # every worker holds all embeddings for exact re-ranking (2 KB per face, plus the index):
+        # one worker per node, with all of its cores
+        memory_gb = round(manifest.total * 2.3e-6 + 0.5, 1)
+        self.resources = Resources(cpus=1.0, memory_gb=memory_gb, per_node=True)
         self.reader: IndexReader | None = None
 
     def plan(self, done: dict[str, Marker]) -> list[Unit]:
-        params = [self.k, self.cfg.candidates, self.cfg.nprobe]
+        params = [self.k, self.cfg.knn_candidates, self.cfg.nprobe]
         refresh = read_markers(self.out, REFRESH_STEP).get(REFRESH_UNIT)
         units = []
         for sid, e in sorted(self.manifest.shards.items()):
@@ -121,8 +124,9 @@ class KnnStep:
     def setup(self, device: str, threads: int) -> None:
         import faiss
 
-        faiss.omp_set_num_threads(max(threads, 1))
-        self.reader = IndexReader(self.out, self.cfg)
+        threads = threads or os.cpu_count() or 1  # 0: the libraries' default, every core
+        faiss.omp_set_num_threads(threads)
+        self.reader = IndexReader(self.out, self.cfg, threads)
         self.reader.dense()
 
     def process(self, unit: Unit, progress: Progress) -> UnitOutput:
@@ -142,7 +146,7 @@ class KnnStep:
         for start in range(0, len(todo), BATCH):
             rows = todo[start : start + BATCH]
             nb[rows], sims[rows] = self.reader.search_ids(
-                emb[start : start + BATCH], self.k, exclude=ids[rows]
+                emb[start : start + BATCH], self.k, ids[rows], self.cfg.knn_candidates
             )
             progress(len(rows))
         progress(int(kept.sum()))
@@ -152,7 +156,7 @@ class KnnStep:
         # (merging faces that joined since into them again changes nothing): the older holds
         meta = {
             "against": work.base if kept.any() else self.manifest.fingerprint(),
-            "params": [self.k, self.cfg.candidates, self.cfg.nprobe],
+            "params": [self.k, self.cfg.knn_candidates, self.cfg.nprobe],
             "generation": self.manifest.generation,
         }
         return UnitOutput({"faces": len(ids), "searched": len(todo)}, [key], meta)
@@ -333,7 +337,7 @@ def _merge(
     gone = ((nb >= 0) & (dense.positions(nb) < 0)).any(axis=1)
     if gone.any():
         emb = dense.emb[dense.positions(ids[gone])]
-        nb[gone], sims[gone] = reader.search_ids(emb, k, exclude=ids[gone])
+        nb[gone], sims[gone] = reader.search_ids(emb, k, ids[gone], reader.cfg.knn_candidates)
     rows = np.flatnonzero(~gone)
     if not len(rows) or not len(faces):
         return nb, sims

@@ -11,6 +11,7 @@ grouped into shards.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import faiss
@@ -20,7 +21,7 @@ import pyarrow.compute as pc
 
 from facesieve.config import IndexConfig
 from facesieve.errors import ConfigError
-from facesieve.index.faiss_io import VECTOR_COLUMNS, add_shard, from_bytes
+from facesieve.index.faiss_io import VECTOR_COLUMNS, assemble, from_bytes
 from facesieve.index.manifest import Manifest, read_manifest
 from facesieve.outputs import faces_key, images_key, read_parquet, read_parquets
 from facesieve.schema import shard_number_of
@@ -28,7 +29,12 @@ from facesieve.storage.base import Store
 
 log = logging.getLogger(__name__)
 
-RERANK_CHUNK = 256  # queries re-ranked at once: 256 x 100 candidates x 4 KB (float64) = 100 MB
+RERANK_CHUNK = 256  # queries re-ranked at once: 256 x 320 candidates x 2 KB (float32) = 160 MB
+# Bound on |float32 dot product - float64 dot product| for unit vectors of 512 dimensions
+# (512 roundings of at most 2^-24 relative each, on terms summing to at most 1: 3.1e-5), doubled
+# for the two values compared: a candidate more than this below a row's k-th float32 score cannot
+# be among its k best in float64
+F32_SLACK = 1e-4
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,25 @@ def exact_sims(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     return np.einsum(
         "qd,qcd->qc", queries.astype(np.float64), candidates.astype(np.float64)
     ).astype(np.float32)
+
+
+def shortlist(queries: np.ndarray, cand: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """The candidates (ids, -1: none) that can be among each row's k best in float64: scored in
+    float32 from their gathered embeddings ``rows`` (q, c, d), everything within ``F32_SLACK`` of
+    the row's k-th score kept. The float64 products then cover about k candidates per row
+    instead of all of them, and give the same result. Returned as wide as the widest row's cut
+    (all columns when nothing can be dropped)."""
+    scores = np.matmul(rows, queries[:, :, None])[:, :, 0]
+    scores[cand < 0] = -np.inf
+    if k >= cand.shape[1]:
+        return cand
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
+    keep = scores >= (kth - F32_SLACK)[:, None]
+    width = int(keep.sum(axis=1).max())
+    if width >= cand.shape[1]:
+        return cand
+    part = np.argpartition(-scores, width - 1, axis=1)[:, :width]
+    return np.where(np.take_along_axis(keep, part, 1), np.take_along_axis(cand, part, 1), -1)
 
 
 def tie_keys(face_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -164,11 +189,12 @@ class DenseEmbeddings:
 class IndexReader:
     """Approximate search over the index, re-ranked with exact cosine on the stored embeddings."""
 
-    def __init__(self, out: Store, cfg: IndexConfig) -> None:
+    def __init__(self, out: Store, cfg: IndexConfig, threads: int = 1) -> None:
+        """``threads``: how many re-ranking chunks run at once (with the dense embeddings)."""
         manifest = read_manifest(out)
         if manifest is None:
             raise ConfigError(f"no index under {out.root_uri}: run `facesieve index` first")
-        self.out, self.cfg, self.manifest = out, cfg, manifest
+        self.out, self.cfg, self.manifest, self.threads = out, cfg, manifest, threads
         self._index: faiss.Index | None = None
         self._by_number = manifest.by_number()
         self._tables: dict[str, pa.Table] = {}
@@ -201,8 +227,7 @@ class IndexReader:
         if m.merged and m.merged.get("fingerprint") == m.fingerprint():
             return from_bytes(self.out.read_bytes(m.merged["file"]))
         index = from_bytes(self.out.read_bytes(m.trained_file))
-        for entry in m.shards.values():
-            add_shard(index, self.out.read_bytes(entry.file))
+        assemble(index, (self.out.read_bytes(e.file) for e in m.shards.values()))
         return index
 
     def table(self, shard_id: str) -> pa.Table:
@@ -227,41 +252,61 @@ class IndexReader:
             out[sel] = flat.reshape(-1, self.manifest.dim)
         return out
 
-    def candidates(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """The index's approximate candidates for re-ranking: (q, max(100, candidates x k))."""
-        n_cand = min(max(k * self.cfg.candidates, 100), max(self.index.ntotal, 1))
-        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), n_cand)[1]
+    def candidates(self, queries: np.ndarray, k: int, n: int = 0) -> np.ndarray:
+        """The index's ``n`` approximate candidates per query for re-ranking, by default
+        max(100, ``index.candidates`` x k)."""
+        n = min(n or max(k * self.cfg.candidates, 100), max(self.index.ntotal, 1))
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), n)[1]
 
     def search_ids(
-        self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None
+        self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None, n_candidates: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, similarities), each (q, k): the index's candidates re-ranked by exact cosine.
+        """(ids, similarities), each (q, k): the index's candidates (``candidates()``, ``n`` =
+        ``n_candidates``) re-ranked by exact cosine.
 
         ``exclude`` (one id per query) drops that id from its query's results (a face's own entry
         in the kNN graph). Missing results have id -1 and similarity -inf. With the dense
         embeddings loaded, equal similarities are ordered by tie key. Re-ranking runs in chunks
-        of ``RERANK_CHUNK`` queries so the gathered candidate block stays ~100 MB.
+        of ``RERANK_CHUNK`` queries.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        cand = self.candidates(queries, k)
+        cand = self.candidates(queries, k, n_candidates)
         out_ids = np.full((len(queries), k), -1, np.int64)
         out_sims = np.full((len(queries), k), -np.inf, np.float32)
-        for c0 in range(0, len(queries), RERANK_CHUNK):
+
+        def rerank(c0: int) -> None:
             c, q = cand[c0 : c0 + RERANK_CHUNK], queries[c0 : c0 + RERANK_CHUNK]
             valid = c >= 0
             if exclude is not None:
                 valid &= c != exclude[c0 : c0 + RERANK_CHUNK, None]
+            c, rows = np.where(valid, c, -1), None
+            if c.shape[1] > 2 * k:  # wide rows: float64 products for the shortlist only
+                rows = self._rows(np.maximum(c, 0))
+                c = shortlist(q, c, rows, k)
+                rows = rows if c.shape[1] == rows.shape[1] else None
+            valid = c >= 0
             safe = np.where(valid, c, c[valid][0] if valid.any() else 0)
-            sims = exact_sims(q, self.embeddings(safe.reshape(-1)).reshape(*c.shape, -1))
+            sims = exact_sims(q, rows if rows is not None else self._rows(safe))
             sims[~valid] = -np.inf
             if self._dense is not None:
                 ties = self._dense.ties[np.maximum(self._dense.positions(safe), 0)]
             else:
                 ties = np.zeros(c.shape, np.uint64)
-            ids, got = top_k(np.where(valid, c, -1), sims, ties, k)
-            out_ids[c0 : c0 + len(c)] = ids
-            out_sims[c0 : c0 + len(c)] = got
+            out_ids[c0 : c0 + len(c)], out_sims[c0 : c0 + len(c)] = top_k(c, sims, ties, k)
+
+        starts = range(0, len(queries), RERANK_CHUNK)
+        if self.threads > 1 and len(starts) > 1 and self._dense is not None:
+            # numpy's gathers and products release the GIL: chunks run side by side
+            with ThreadPoolExecutor(self.threads, thread_name_prefix="rerank") as pool:
+                list(pool.map(rerank, starts))
+        else:
+            for c0 in starts:
+                rerank(c0)
         return out_ids, out_sims
+
+    def _rows(self, ids: np.ndarray) -> np.ndarray:
+        """The stored embeddings of a (q, c) block of ids, (q, c, dim)."""
+        return self.embeddings(ids.reshape(-1)).reshape(*ids.shape, -1)
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Match]]:
         """Top-k matches per query, with face ids, labels and uris."""

@@ -22,7 +22,7 @@ import numpy as np
 from facesieve.config import Config
 from facesieve.errors import ConfigError
 from facesieve.index.faiss_io import (
-    add_shard,
+    assemble,
     encode_shard,
     from_bytes,
     read_vectors,
@@ -287,8 +287,7 @@ def merge_shards(out: Store, manifest: Manifest) -> Manifest:
     """Write every index shard into one index file (``index/gen-*/merged.faiss``); search opens
     it instead of assembling the shards while the manifest's fingerprint still matches."""
     merged = from_bytes(out.read_bytes(manifest.trained_file))
-    for entry in manifest.shards.values():
-        add_shard(merged, out.read_bytes(entry.file))
+    assemble(merged, (out.read_bytes(e.file) for e in manifest.shards.values()))
     file = f"index/gen-{manifest.generation}/merged.faiss"
     out.write_bytes(file, to_bytes(merged))
     manifest.merged = {

@@ -149,10 +149,11 @@ def plan_workers(step: Step, run: RunConfig, n_units: int) -> WorkerPlan:
         threads = run.threads_per_worker or max(1, cpus // max(count, 1))
         device = "cuda"
     else:
-        count = run.workers or max(1, int(cpus / max(step.resources.cpus, 1e-3)))
-        count = max(1, min(count, n_units))
+        nodes = _node_cpus()
+        fit = len(nodes) if step.resources.per_node else int(cpus / max(step.resources.cpus, 1e-3))
+        count = max(1, min(run.workers or max(1, fit), n_units))
         device = "cpu"
-        threads = run.threads_per_worker or cpu_threads(cpus, count, _node_cpus())
+        threads = run.threads_per_worker or cpu_threads(cpus, count, nodes)
         if threads > step.resources.cpus:
             options["num_cpus"] = float(threads)  # Ray holds the cores the threads use
     options["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(max(threads, 1))}}

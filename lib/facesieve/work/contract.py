@@ -41,11 +41,15 @@ class Resources:
     ``gpus`` is the GPU share a worker takes *when the run uses GPUs* (``--device``); steps that
     never touch a GPU leave it 0. ``memory_gb`` is reserved on Ray so that memory-heavy units
     (the kNN graph, clustering) are not packed onto one node beyond what it holds.
+    ``per_node`` asks for at most one CPU worker per node, running as many threads as the node
+    has cores: for steps whose every worker holds the same large data (the kNN graph holds every
+    embedding), so that a node holds it once.
     """
 
     cpus: float = 1.0
     gpus: float = 0.0
     memory_gb: float = 0.0
+    per_node: bool = False
 
 
 @dataclass(frozen=True)
