@@ -10,6 +10,7 @@ done-markers exactly as `facesieve embed` writes them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,20 +61,32 @@ def faces_of(model: SphereModel, centre_rows: np.ndarray, seed: int) -> np.ndarr
     return _normalise(centre_rows + scale * noise)
 
 
+CHUNK = 100_000  # faces drawn at once
+
+
+def identity_labels(model: SphereModel, n_faces: int, mean_size: int = 20) -> np.ndarray:
+    """The identity of each face; identities hold 5..2*mean_size-5 consecutive faces."""
+    rng = np.random.default_rng(model.seed)
+    sizes = rng.integers(5, 2 * mean_size - 4, size=n_faces // 5 + 1)
+    return np.repeat(np.arange(len(sizes)), sizes)[:n_faces]
+
+
+def identity_chunks(model: SphereModel, labels: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, embeddings) of ``labels``'s faces, ``CHUNK`` rows at a time: ten million
+    faces never need their 20 GB at once."""
+    c = centres(model, int(labels.max()) + 1, model.seed)
+    for start in range(0, len(labels), CHUNK):
+        yield start, faces_of(model, c[labels[start : start + CHUNK]], model.seed + start + 1)
+
+
 def identities(
     model: SphereModel, n_faces: int, mean_size: int = 20
 ) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings (n_faces, 512), identity per face); identities hold 5..2*mean_size-5 faces."""
-    rng = np.random.default_rng(model.seed)
-    sizes = rng.integers(5, 2 * mean_size - 4, size=n_faces // 5 + 1)
-    labels = np.repeat(np.arange(len(sizes)), sizes)[:n_faces]
-    c = centres(model, int(labels.max()) + 1, model.seed)
+    labels = identity_labels(model, n_faces, mean_size)
     out = np.empty((n_faces, DIM), np.float32)
-    step = 100_000
-    for start in range(0, n_faces, step):
-        out[start : start + step] = faces_of(
-            model, c[labels[start : start + step]], model.seed + start + 1
-        )
+    for start, emb in identity_chunks(model, labels):
+        out[start : start + len(emb)] = emb
     return out, labels
 
 

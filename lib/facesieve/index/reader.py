@@ -54,23 +54,27 @@ def exact_sims(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     ).astype(np.float32)
 
 
-def shortlist(queries: np.ndarray, cand: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """The candidates (ids, -1: none) that can be among each row's k best in float64: scored in
-    float32 from their gathered embeddings ``rows`` (q, c, d), everything within ``F32_SLACK`` of
-    the row's k-th score kept. The float64 products then cover about k candidates per row
-    instead of all of them, and give the same result. Returned as wide as the widest row's cut
-    (all columns when nothing can be dropped)."""
+def shortlist(
+    queries: np.ndarray, cand: np.ndarray, rows: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates that can be among each row's k best in float64, as (ids, -1 where
+    dropped; their columns in ``cand``): scored in float32 from their gathered embeddings
+    ``rows`` (q, c, d), everything within ``F32_SLACK`` of the row's k-th score kept. The float64
+    products then cover about k candidates per row instead of all of them, and give the same
+    result. As wide as the widest row's cut (every column when nothing can be dropped)."""
+    every = np.broadcast_to(np.arange(cand.shape[1]), cand.shape)
+    if k >= cand.shape[1]:
+        return cand, every
     scores = np.matmul(rows, queries[:, :, None])[:, :, 0]
     scores[cand < 0] = -np.inf
-    if k >= cand.shape[1]:
-        return cand
     kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
     keep = scores >= (kth - F32_SLACK)[:, None]
     width = int(keep.sum(axis=1).max())
     if width >= cand.shape[1]:
-        return cand
-    part = np.argpartition(-scores, width - 1, axis=1)[:, :width]
-    return np.where(np.take_along_axis(keep, part, 1), np.take_along_axis(cand, part, 1), -1)
+        return cand, every
+    cols = np.argpartition(-scores, width - 1, axis=1)[:, :width]
+    ids = np.take_along_axis(cand, cols, 1)
+    return np.where(np.take_along_axis(keep, cols, 1), ids, -1), cols
 
 
 def tie_keys(face_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -279,14 +283,15 @@ class IndexReader:
             valid = c >= 0
             if exclude is not None:
                 valid &= c != exclude[c0 : c0 + RERANK_CHUNK, None]
-            c, rows = np.where(valid, c, -1), None
-            if c.shape[1] > 2 * k:  # wide rows: float64 products for the shortlist only
-                rows = self._rows(np.maximum(c, 0))
-                c = shortlist(q, c, rows, k)
-                rows = rows if c.shape[1] == rows.shape[1] else None
-            valid = c >= 0
+            c = np.where(valid, c, -1)
             safe = np.where(valid, c, c[valid][0] if valid.any() else 0)
-            sims = exact_sims(q, rows if rows is not None else self._rows(safe))
+            rows = self._rows(safe)
+            if c.shape[1] > 2 * k:  # wide rows: float64 products for the shortlist only
+                c, cols = shortlist(q, c, rows, k)
+                rows = np.take_along_axis(rows, cols[:, :, None], 1)
+                safe = np.take_along_axis(safe, cols, 1)
+                valid = c >= 0
+            sims = exact_sims(q, rows)
             sims[~valid] = -np.inf
             if self._dense is not None:
                 ties = self._dense.ties[np.maximum(self._dense.positions(safe), 0)]

@@ -1,0 +1,282 @@
+"""Scale: the global stages (index, kNN graph, cluster, clean) over N synthetic faces, timed, with
+the peak memory of every process they use and the kNN graph's same-identity recall.
+
+N faces are drawn as identities (5-35 faces each) on the sphere with
+``facesieve.devtools.synthetic``, calibrated on the cosine statistics of the real LFW embeddings
+(the same model as bench/index_bench.py), and written as faces shards of 1,000 with done-markers,
+as `facesieve embed` writes them, 100,000 at a time. Then `facesieve run`'s index, cluster and
+clean stages run on them in one run with the default config (Ray, a local runtime over every
+core, unless ``--runner local``). A stage's time is the sum of its steps' (index: index-train and
+index-fill; knn: knn and knn-refresh; cluster; clean); ``wall_s`` is the whole run's, which also
+holds starting Ray and the reads and writes between steps.
+
+Memory: a sampler thread sums the proportional set size (Pss, /proc/PID/smaps_rollup: shared
+pages split between the processes that map them) of this process and every process below it
+(Ray's GCS, raylet and workers) every 0.25 s; ``peak_rss_gb`` is the largest sum, generation of
+the faces excluded.
+
+Recall: ``--queries`` faces drawn at random; their exact K nearest faces are computed by streaming
+every faces shard (float32 products), and ``knn_same_identity_recall`` is the share of those of
+the query's own identity that the graph row holds.
+
+    python bench/scale.py --faces 1000000 --json [--work DIR] [--runner ray|local]
+    python bench/scale.py --plot docs/scale.png [--work DIR]   # every result in DIR/results.jsonl
+
+Each run appends its JSON line to DIR/results.jsonl; ``--plot`` draws time per stage and peak
+memory against N from it (needs matplotlib: ``pip install -e ".[bench]"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from facesieve.config import Config
+from facesieve.devtools.synthetic import (
+    calibrate,
+    identity_chunks,
+    identity_labels,
+    write_embed_output,
+)
+from facesieve.runner.pipeline import run_command
+from facesieve.storage import LocalStore
+
+log = logging.getLogger("bench.scale")
+
+# cosine statistics of the LFW embeddings (subject faces), as in docs/BENCHMARKS.md
+LFW_STATS = {"intra_mean": 0.611, "intra_std": 0.119, "inter_mean": 0.007, "inter_std": 0.067}
+SHARD = 1000
+KEEP = ("faces", "images", "_done", "synthetic.json")  # what a fresh run starts from
+
+
+class PeakMemory:
+    """The largest Pss sum of this process and its descendants, sampled on a thread."""
+
+    def __init__(self, every_s: float = 0.25) -> None:
+        self.every_s, self.peak = every_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak = max(self.peak, tree_pss(os.getpid()))
+
+
+def tree_pss(root: int) -> int:
+    """Pss bytes of ``root`` and every process below it (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+        except OSError:
+            continue
+    return total
+
+
+def generate(out: Path, n: int) -> np.ndarray:
+    """Write N synthetic faces under ``out`` (kept between runs of the same N); their labels."""
+    model = calibrate(LFW_STATS)
+    labels = identity_labels(model, n)
+    marker = out / "synthetic.json"
+    if marker.exists() and json.loads(marker.read_text()).get("n") == n:
+        for entry in out.iterdir():  # a fresh run: only the embed outputs stay
+            if entry.name not in KEEP:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        for step in (out / "_done").iterdir():
+            if step.name != "embed":
+                shutil.rmtree(step)
+        return labels
+    shutil.rmtree(out, ignore_errors=True)
+    store = LocalStore(out)
+    t = time.perf_counter()
+    for start, emb in identity_chunks(model, labels):
+        write_embed_output(store, emb, labels[start : start + len(emb)], SHARD, start // SHARD)
+        log.info("generated %d / %d faces", start + len(emb), n)
+    marker.write_text(json.dumps({"n": n, "model": model.__dict__}))
+    log.info("generated %d faces in %.0f s", n, time.perf_counter() - t)
+    return labels
+
+
+STEPS = {"index": ("index-train", "index-fill"), "knn": ("knn", "knn-refresh"),
+         "cluster": ("cluster",), "clean": ("clean",)}  # fmt: skip
+
+
+def stage_times(out: Path, cfg: Config) -> tuple[dict[str, float], float]:
+    """Seconds of each global stage (the sum of its steps') and of the whole run, which also
+    holds starting Ray and writing the manifest between steps: one `facesieve run` without
+    its embed stage."""
+    t = time.perf_counter()
+    stages = ("index", "cluster", "clean")
+    result = run_command("run", str(out), cfg, stages=stages, show_progress=False)
+    wall = time.perf_counter() - t
+    if result.stopped or any(r.failed for r in result.steps.values()):
+        raise RuntimeError(f"the run failed: {result.stopped}")
+    times = {k: round(sum(result.steps[s].seconds for s in v), 1) for k, v in STEPS.items()}
+    return times, round(wall, 1)
+
+
+def same_identity_recall(out: Path, labels: np.ndarray, queries: int, k: int) -> float:
+    """Share of each sampled face's exact K nearest faces of its own identity that its graph
+    row holds. Faces are numbered by their order in the shards (sorted by part number), which is
+    the order their labels were drawn in."""
+    shards = sorted(out.glob("faces/*.parquet"), key=_part)
+    ids = [_column(path, "index_id") for path in shards]
+    starts = np.cumsum([0] + [len(i) for i in ids])
+    all_ids = np.concatenate(ids)
+    order = np.argsort(all_ids)
+    rng = np.random.default_rng(7)
+    picked = np.sort(rng.choice(len(all_ids), min(queries, len(all_ids)), replace=False))
+    where = np.searchsorted(starts, picked, side="right") - 1  # the shard of each query
+    q_emb = np.empty((len(picked), 512), np.float32)
+    for s in np.unique(where):
+        q_emb[where == s] = _embeddings(shards[s])[picked[where == s] - starts[s]]
+    best_s = np.full((len(picked), k + 1), -np.inf, np.float32)
+    best_r = np.full((len(picked), k + 1), -1, np.int64)
+    for s, path in enumerate(shards):  # exact top K+1 (the face itself included), streamed
+        sims = q_emb @ _embeddings(path).T
+        both_s = np.concatenate([best_s, sims], 1)
+        rows = np.broadcast_to(starts[s] + np.arange(sims.shape[1]), sims.shape)
+        both_r = np.concatenate([best_r, rows], 1)
+        top = np.argpartition(-both_s, k, axis=1)[:, : k + 1]
+        best_s, best_r = np.take_along_axis(both_s, top, 1), np.take_along_axis(both_r, top, 1)
+    wanted = found = 0
+    for s in np.unique(where):
+        graph = pq.read_table(out / "index" / "knn" / shards[s].name)
+        graph_ids = graph.column("id").to_numpy()
+        nb = graph.column("neighbor_ids").combine_chunks().flatten().to_numpy()
+        nb = nb.reshape(len(graph_ids), -1)
+        for qi in np.flatnonzero(where == s):
+            row = int(picked[qi])
+            mine = nb[int(np.flatnonzero(graph_ids == all_ids[row])[0])]
+            mine = mine[mine >= 0]
+            graph_rows = set(order[np.searchsorted(all_ids[order], mine)].tolist())
+            truth = {int(r) for r in best_r[qi] if r != row and labels[r] == labels[row]}
+            wanted += len(truth)
+            found += len(truth & graph_rows)
+    return round(found / max(wanted, 1), 4)
+
+
+def _column(path: Path, name: str) -> np.ndarray:
+    return pq.read_table(path, columns=[name]).column(name).to_numpy()
+
+
+def _part(path: Path) -> int:
+    from facesieve.schema import shard_number_of
+
+    return int(shard_number_of(_column(path, "index_id")[:1])[0])
+
+
+def _embeddings(path: Path) -> np.ndarray:
+    column = pq.read_table(path, columns=["embedding"]).column("embedding").combine_chunks()
+    return column.flatten().to_numpy().reshape(-1, 512)
+
+
+def measure(n: int, work: Path, runner: str, queries: int) -> dict[str, Any]:
+    out = work / f"faces-{n}"
+    labels = generate(out, n)
+    cfg = Config().with_overrides("run", runner=runner).validate()
+    with PeakMemory() as memory:
+        stages, wall = stage_times(out, cfg)
+    k = cfg.index.knn_k
+    manifest = json.loads((out / "index" / "manifest.json").read_text())
+    return {
+        "faces": n,
+        "stages": stages,
+        "wall_s": wall,
+        "peak_rss_gb": round(memory.peak / 2**30, 2),
+        "knn_same_identity_recall": same_identity_recall(out, labels, queries, k),
+        "factory": manifest.get("factory"),
+        "nprobe": manifest.get("params", {}).get("nprobe"),
+        "knn_k": k,
+        "runner": runner,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def plot(results: list[dict[str, Any]], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    latest: dict[int, dict[str, Any]] = {r["faces"]: r for r in results}  # last run of each N
+    ns = sorted(latest)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for stage in ("index", "knn", "cluster", "clean"):
+        left.plot(ns, [latest[n]["stages"][stage] for n in ns], marker="o", label=stage)
+    left.plot(ns, [sum(latest[n]["stages"].values()) for n in ns], "k--", marker="o", label="all")
+    right.plot(ns, [latest[n]["peak_rss_gb"] for n in ns], marker="o", color="tab:red")
+    panels = ((left, "time per stage", "seconds", "log"), (right, "peak memory", "GB", "linear"))
+    for ax, title, unit, yscale in panels:
+        ax.set(xscale="log", yscale=yscale, xlabel="faces", ylabel=unit, title=title)
+        ax.grid(True, which="both", alpha=0.3)
+    right.set_ylim(bottom=0)
+    left.legend()
+    cpus = {r["cpus"] for r in latest.values()}
+    fig.suptitle(f"facesieve global stages on synthetic faces ({'/'.join(map(str, cpus))} cores)")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--faces", type=int, help="how many synthetic faces")
+    ap.add_argument("--json", action="store_true", help="print only the JSON result")
+    ap.add_argument("--work", type=Path, default=Path(".bench/scale"), help="outputs and results")
+    ap.add_argument("--runner", choices=("ray", "local"), default="ray")
+    ap.add_argument("--queries", type=int, default=1000, help="faces whose graph rows are checked")
+    ap.add_argument("--plot", type=Path, help="draw every result in WORK/results.jsonl to a PNG")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING if args.json else logging.INFO, stream=sys.stderr)
+    results = args.work / "results.jsonl"
+    if args.plot:
+        plot([json.loads(line) for line in results.read_text().splitlines() if line], args.plot)
+        return 0
+    if not args.faces:
+        ap.error("--faces N or --plot PNG")
+    args.work.mkdir(parents=True, exist_ok=True)
+    result = measure(args.faces, args.work, args.runner, args.queries)
+    with results.open("a") as f:
+        f.write(json.dumps(result) + "\n")
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
