@@ -10,8 +10,9 @@
   budget (the rest is the coarse quantizer, lists and search buffers), as 2m four-bit
   sub-quantizers in FAISS's fast-scan layout (``PQ128x4fs`` for 64 bytes): the same bytes as
   m eight-bit ones, searched from SIMD registers instead of lookup tables in memory. At 1M faces
-  it answered 2.9x more kNN-graph queries per second than ``PQ64`` at the same nprobe, with the
-  same same-identity recall after exact re-ranking (docs/BENCHMARKS.md, "kNN graph").
+  it answered 2.5-5x more kNN-graph queries per second than ``PQ64`` at the same nprobe, with
+  the same same-identity recall after exact re-ranking, and trained in a third of the time
+  (docs/BENCHMARKS.md, "kNN graph and the global stages at scale").
 - OPQ (a learned rotation before PQ) when m < 64, FAISS's usual advice for short codes. Not
   measured here: the budgets benchmarked so far (8G and 100M at 1M vectors) both give m = 64.
 - ``nprobe`` = max(32, nlist / 64) (``default_nprobe``), from the recall/speed sweep at 1M.

@@ -285,18 +285,18 @@ class IndexReader:
                 valid &= c != exclude[c0 : c0 + RERANK_CHUNK, None]
             c = np.where(valid, c, -1)
             safe = np.where(valid, c, c[valid][0] if valid.any() else 0)
-            rows = self._rows(safe)
+            dense = self._dense
+            # rows of the dense arrays, looked up once (a binary search per candidate)
+            at = np.maximum(dense.positions(safe), 0) if dense is not None else None
+            rows = dense.emb[at] if at is not None else self._rows(safe)
             if c.shape[1] > 2 * k:  # wide rows: float64 products for the shortlist only
                 c, cols = shortlist(q, c, rows, k)
                 rows = np.take_along_axis(rows, cols[:, :, None], 1)
-                safe = np.take_along_axis(safe, cols, 1)
+                at = np.take_along_axis(at, cols, 1) if at is not None else None
                 valid = c >= 0
             sims = exact_sims(q, rows)
             sims[~valid] = -np.inf
-            if self._dense is not None:
-                ties = self._dense.ties[np.maximum(self._dense.positions(safe), 0)]
-            else:
-                ties = np.zeros(c.shape, np.uint64)
+            ties = dense.ties[at] if at is not None else np.zeros(c.shape, np.uint64)
             out_ids[c0 : c0 + len(c)], out_sims[c0 : c0 + len(c)] = top_k(c, sims, ties, k)
 
         starts = range(0, len(queries), RERANK_CHUNK)
