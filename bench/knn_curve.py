@@ -24,13 +24,12 @@ from typing import Any
 import faiss
 import numpy as np
 
-from facesieve.devtools.synthetic import calibrate, identities
+from facesieve.devtools.synthetic import LFW_COSINE_STATS, calibrate, identities
 from facesieve.index.faiss_io import add_codes
 from facesieve.index.reader import exact_sims, shortlist, top_k
 
 log = logging.getLogger("bench.knn_curve")
 
-LFW_STATS = {"intra_mean": 0.611, "intra_std": 0.119, "inter_mean": 0.007, "inter_std": 0.067}
 K = 32
 CHUNK = 256
 
@@ -88,7 +87,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO, stream=sys.stderr)
-    x, labels = identities(calibrate(LFW_STATS), args.faces)
+    x, labels = identities(calibrate(LFW_COSINE_STATS), args.faces)
     rng = np.random.default_rng(0)
     qs = rng.choice(len(x), args.queries, replace=False)
     timed = rng.choice(len(x), args.timed, replace=False)

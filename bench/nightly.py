@@ -183,13 +183,18 @@ def compare_fresh(data: Path, nightly: Path, fresh: Path, config: Config) -> dic
 
 
 def synthetic(args: argparse.Namespace, work: Path) -> dict:
-    from facesieve.devtools.synthetic import calibrate, faces_of, identities, write_embed_output
+    from facesieve.devtools.synthetic import (
+        LFW_COSINE_STATS,
+        calibrate,
+        faces_of,
+        identities,
+        write_embed_output,
+    )
     from facesieve.storage import LocalStore
 
     n = args.synthetic
     # LFW's subject-face cosine statistics (docs/BENCHMARKS.md, "Synthetic million")
-    lfw = {"intra_mean": 0.611, "intra_std": 0.119, "inter_mean": 0.007, "inter_std": 0.067}
-    model = calibrate(lfw)
+    model = calibrate(LFW_COSINE_STATS)
     emb, labels = identities(model, n)
     out = work / "out"
     config = Config().with_overrides("run", runner=args.runner).validate()

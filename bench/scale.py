@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 
 from facesieve.config import Config
 from facesieve.devtools.synthetic import (
+    LFW_COSINE_STATS,
     calibrate,
     identity_chunks,
     identity_labels,
@@ -56,8 +57,6 @@ from facesieve.storage import LocalStore
 
 log = logging.getLogger("bench.scale")
 
-# cosine statistics of the LFW embeddings (subject faces), as in docs/BENCHMARKS.md
-LFW_STATS = {"intra_mean": 0.611, "intra_std": 0.119, "inter_mean": 0.007, "inter_std": 0.067}
 SHARD = 1000
 KEEP = ("faces", "images", "_done", "synthetic.json")  # what a fresh run starts from
 
@@ -109,7 +108,7 @@ def tree_pss(root: int) -> int:
 
 def generate(out: Path, n: int) -> np.ndarray:
     """Write N synthetic faces under ``out`` (kept between runs of the same N); their labels."""
-    model = calibrate(LFW_STATS)
+    model = calibrate(LFW_COSINE_STATS)
     labels = identity_labels(model, n)
     marker = out / "synthetic.json"
     if marker.exists() and json.loads(marker.read_text()).get("n") == n:

@@ -62,6 +62,11 @@ def faces_of(model: SphereModel, centre_rows: np.ndarray, seed: int) -> np.ndarr
 
 
 CHUNK = 100_000  # faces drawn at once
+# cosine statistics of the LFW embeddings' subject faces (docs/BENCHMARKS.md, "Index"): what the
+# benchmarks' synthetic faces are calibrated on
+LFW_COSINE_STATS = {
+    "intra_mean": 0.611, "intra_std": 0.119, "inter_mean": 0.007, "inter_std": 0.067,
+}  # fmt: skip
 
 
 def identity_labels(model: SphereModel, n_faces: int, mean_size: int = 20) -> np.ndarray:
