@@ -13,7 +13,7 @@ holds starting Ray and the reads and writes between steps.
 Memory: a sampler thread sums the proportional set size (Pss, /proc/PID/smaps_rollup: shared
 pages split between the processes that map them) of this process and every process below it
 (Ray's GCS, raylet and workers) every 0.25 s; ``peak_rss_gb`` is the largest sum, generation of
-the faces excluded.
+the faces excluded, and ``peak_gb_by_step`` the largest while each step ran.
 
 Recall: ``--queries`` faces drawn at random; their exact K nearest faces are computed by streaming
 every faces shard (float32 products), and ``knn_same_identity_recall`` is the share of those of
@@ -61,25 +61,46 @@ SHARD = 1000
 KEEP = ("faces", "images", "_done", "synthetic.json")  # what a fresh run starts from
 
 
-class PeakMemory:
-    """The largest Pss sum of this process and its descendants, sampled on a thread."""
+class PeakMemory(logging.Handler):
+    """The largest Pss sum of this process and its descendants, sampled on a thread, overall and
+    per step: the executor's "<step>: N units, ..." line marks where each step starts."""
 
     def __init__(self, every_s: float = 0.25) -> None:
+        super().__init__(logging.INFO)
         self.every_s, self.peak = every_s, 0
+        self.step, self.by_step = "", {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._logger = logging.getLogger("facesieve.runner.executor")
 
     def __enter__(self) -> PeakMemory:
+        self._level = self._logger.level
+        self._logger.setLevel(logging.INFO)  # its start lines, whatever the root level
+        self._logger.addHandler(self)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if " units, " in text:
+            self.step = text.split(":", 1)[0]
+            self._sample()  # every step gets a figure, however short
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
-            self.peak = max(self.peak, tree_pss(os.getpid()))
+            self._sample()
+
+    def _sample(self) -> None:
+        pss = tree_pss(os.getpid())
+        self.peak = max(self.peak, pss)
+        if self.step:
+            self.by_step[self.step] = max(self.by_step.get(self.step, 0), pss)
 
 
 def tree_pss(root: int) -> int:
@@ -217,6 +238,7 @@ def measure(n: int, work: Path, runner: str, queries: int) -> dict[str, Any]:
         "stages": stages,
         "wall_s": wall,
         "peak_rss_gb": round(memory.peak / 2**30, 2),
+        "peak_gb_by_step": {k: round(v / 2**30, 2) for k, v in memory.by_step.items()},
         "knn_same_identity_recall": same_identity_recall(out, labels, queries, k),
         "factory": manifest.get("factory"),
         "nprobe": manifest.get("params", {}).get("nprobe"),

@@ -27,6 +27,9 @@ def test_scale_bench_runs_the_global_stages_and_reports_them(tmp_path: Path) -> 
     assert set(result["stages"]) == {"index", "knn", "cluster", "clean"}
     assert all(seconds > 0 for seconds in result["stages"].values())
     assert 0.05 < result["peak_rss_gb"] < 20
+    by_step = result["peak_gb_by_step"]
+    assert {"index-train", "knn", "cluster", "clean"} <= set(by_step)
+    assert max(by_step.values()) <= result["peak_rss_gb"]
     assert result["factory"] == "IDMap2,Flat"  # exact below index.flat_below
     assert result["knn_same_identity_recall"] == 1.0
     assert (work / "faces-3000" / "report" / "actions.parquet").exists()
