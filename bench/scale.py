@@ -134,8 +134,12 @@ def generate(out: Path, n: int) -> np.ndarray:
     marker = out / "synthetic.json"
     if marker.exists() and json.loads(marker.read_text()).get("n") == n:
         for entry in out.iterdir():  # a fresh run: only the embed outputs stay
-            if entry.name not in KEEP:
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            if entry.name in KEEP:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
         for step in (out / "_done").iterdir():
             if step.name != "embed":
                 shutil.rmtree(step)
