@@ -51,7 +51,11 @@ def build(factory: str, x: np.ndarray, rng: np.random.Generator) -> tuple[faiss.
 
 
 def rerank(x: np.ndarray, queries: np.ndarray, cand: np.ndarray) -> np.ndarray:
-    """The K best of each row's candidates by exact cosine, as IndexReader.search_ids does."""
+    """The K best of each row's candidates by exact cosine with IndexReader.search_ids's own
+    pieces (shortlist, exact_sims, top_k). Its loop is repeated here because the index here is a
+    bare FAISS index over rows 0..N-1, with no output store: ids are rows, so the id-to-row
+    lookup search_ids does per candidate is skipped, and re-ranking times here are higher than
+    in the pipeline (docs/BENCHMARKS.md says so)."""
     out = np.empty((len(queries), K), np.int64)
     for c0 in range(0, len(queries), CHUNK):
         q, c = x[queries[c0 : c0 + CHUNK]], cand[c0 : c0 + CHUNK]

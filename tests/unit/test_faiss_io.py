@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from facesieve.index.faiss_io import (
-    add_shard,
     assemble,
     encode_shard,
     from_bytes,
@@ -40,9 +39,9 @@ def test_shards_add_up_to_what_add_with_ids_builds(factory: str) -> None:
     faiss.normalize_L2(x)
     ids = np.arange(300, dtype=np.int64) + (5 << 32)
     assembled = from_bytes(to_bytes(trained))
-    assert add_shard(assembled, encode_shard(trained, x[:0], ids[:0])) == 0  # an empty shard
-    assert add_shard(assembled, encode_shard(trained, x[:100], ids[:100])) == 100
-    assert add_shard(assembled, encode_shard(trained, x[100:], ids[100:])) == 200
+    assert assemble(assembled, [encode_shard(trained, x[:0], ids[:0])]) == 0  # an empty shard
+    assert assemble(assembled, [encode_shard(trained, x[:100], ids[:100])]) == 100
+    assert assemble(assembled, [encode_shard(trained, x[100:], ids[100:])]) == 200
     reference = from_bytes(to_bytes(trained))
     reference.add_with_ids(x, ids)
     assert assembled.ntotal == reference.ntotal == 300
@@ -69,7 +68,7 @@ def test_assembling_in_one_pass_equals_shard_by_shard(factory: str) -> None:
     one_pass, by_shard = from_bytes(to_bytes(trained)), from_bytes(to_bytes(trained))
     assert assemble(one_pass, shards) == 500
     for data in shards:
-        add_shard(by_shard, data)
+        assemble(by_shard, [data])
     assert assemble(from_bytes(to_bytes(trained)), []) == 0
     for index in (one_pass, by_shard):
         faiss.ParameterSpace().set_index_parameter(index, "nprobe", 8)

@@ -52,13 +52,9 @@ def encode_shard(trained: faiss.Index, emb: np.ndarray, ids: np.ndarray) -> byte
     return to_bytes(flat)
 
 
-def add_shard(index: faiss.Index, data: bytes) -> int:
-    """Add an index shard's vectors to ``index`` (the trained index or one being assembled)."""
-    return assemble(index, [data])
-
-
 def assemble(index: faiss.Index, shards: Iterable[bytes]) -> int:
-    """Add the vectors of every shard to ``index``; how many were added."""
+    """Add the vectors of every shard to ``index`` (the trained index or one being assembled);
+    how many were added."""
     if not is_ivf(index):
         count = 0
         for data in shards:
