@@ -66,8 +66,8 @@ def subject_embeddings(out: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def exact_top(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     flat = faiss.IndexFlatIP(base.shape[1])
-    flat.add(base)
-    return flat.search(queries, k)[1]
+    flat.add(np.ascontiguousarray(base, np.float32))
+    return flat.search(np.ascontiguousarray(queries, np.float32), k)[1]
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:

@@ -15,6 +15,7 @@ from facesieve.cli.main import main
 from facesieve.config import Config
 from facesieve.devtools.synthetic import SphereModel, identities, write_embed_output
 from facesieve.index.reader import IndexReader
+from facesieve.outputs import read_folder
 from facesieve.runner.pipeline import RunResult, run_command, run_embed
 from facesieve.storage import LocalStore
 from tests.integration.helpers import local_config
@@ -51,15 +52,41 @@ def test_ivfpq_recall_against_exact_search(built: Path) -> None:
     assert reader.manifest.factory.startswith("IVF") and "PQ128x4fs" in reader.manifest.factory
     assert reader.manifest.total == N and reader.index.ntotal == N
     dense = reader.dense()
-    queries = dense.emb[np.random.default_rng(1).choice(N, 300, replace=False)]
+    base = dense.emb.astype(np.float32)  # the float16 values re-ranking compares
+    queries = base[np.random.default_rng(1).choice(N, 300, replace=False)]
     exact = faiss.IndexFlatIP(512)
-    exact.add(dense.emb)
+    exact.add(base)
     truth = dense.ids[exact.search(queries, 10)[1]]
     found, sims = reader.search_ids(queries, 10)
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
     assert recall >= 0.95
     assert (np.diff(sims, axis=1) <= 1e-6).all()  # exact similarities, best first
     np.testing.assert_allclose(sims[:, 0], 1.0, atol=1e-5)  # a query in the index finds itself
+
+
+def test_reranking_compares_float16_values_within_1e4_of_float32(built: Path) -> None:
+    """Re-ranking holds every embedding as float16 (half the memory of the kNN graph): its
+    similarities are the cosines of those values, and differ from the float32 ones by far less
+    than any threshold the rules use."""
+    reader = IndexReader(LocalStore(built), ivf_config().index)
+    dense = reader.dense()
+    assert dense.emb.dtype == np.float16 and dense.emb.nbytes == N * 512 * 2
+    rows = np.random.default_rng(2).choice(N, 200, replace=False)
+    found, sims = reader.search_ids(dense.emb[rows], 10, dense.ids[rows])
+    ok = found >= 0
+    assert ok.mean() > 0.99
+    half = dense.emb[dense.positions(found[ok])].astype(np.float64)
+    query = np.repeat(dense.emb[rows].astype(np.float64), 10, axis=0)[ok.reshape(-1)]
+    cos = np.einsum("nd,nd->n", query, half) / np.linalg.norm(query, axis=1)
+    np.testing.assert_allclose(sims[ok], cos / np.linalg.norm(half, axis=1), rtol=0, atol=1e-7)
+    chunks: list[np.ndarray] = []
+    table = read_folder(LocalStore(built), "faces", ["index_id", "embedding"], chunks)
+    stored = dict(zip(table.column("index_id").to_pylist(), np.concatenate(chunks), strict=True))
+    full = np.stack([stored[int(i)] for i in found[ok]]).astype(np.float64)
+    q32 = np.stack([stored[int(i)] for i in dense.ids[rows]]).astype(np.float64)
+    q32 = np.repeat(q32, 10, axis=0)[ok.reshape(-1)]
+    err = np.abs(np.einsum("nd,nd->n", q32, full) - sims[ok])
+    assert 0 < err.max() < 1e-4
 
 
 def test_embeddings_read_on_first_use_equal_those_read_at_once(built: Path) -> None:

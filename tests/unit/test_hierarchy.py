@@ -121,3 +121,21 @@ def test_edges_equal_the_sorted_reference(seed: int) -> None:
     order_got, order_want = np.lexsort(got[1::-1]), np.lexsort(want[1::-1])
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a[order_got], b[order_want])
+
+
+def test_edges_come_out_in_the_same_order_whatever_the_block(monkeypatch) -> None:
+    """The spanning tree breaks equal weights by edge order: blocks must not change it."""
+    import facesieve.cluster.hierarchy as hierarchy
+
+    rng = np.random.default_rng(11)
+    n, k = 300, 6
+    neighbors = np.stack([rng.choice(n, k, replace=False) for _ in range(n)]).astype(np.int32)
+    dist = np.sort(rng.random((n, k)), axis=1)
+    core = core_distances(dist, 3)
+    whole = mutual_reachability_edges(neighbors, dist, core)
+    monkeypatch.setattr(hierarchy, "EDGE_BLOCK", 7)
+    blocked = mutual_reachability_edges(neighbors, dist, core)
+    assert len(whole[0]) > n
+    for a, b in zip(whole, blocked, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert whole[0].dtype == np.int32 and whole[2].dtype == np.float64

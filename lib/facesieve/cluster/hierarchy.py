@@ -25,6 +25,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
+EDGE_BLOCK = 1 << 18  # rows (and back edges) handled at once by mutual_reachability_edges
+
 
 @dataclass(frozen=True)
 class Clustering:
@@ -51,31 +53,42 @@ def core_distances(dist: np.ndarray, min_samples: int) -> np.ndarray:
 def mutual_reachability_edges(
     neighbors: np.ndarray, dist: np.ndarray, core: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unique undirected edges (i < j) of the kNN graph weighted max(core_i, core_j, d_ij).
+    """Unique undirected edges (i < j) of the kNN graph weighted max(core_i, core_j, d_ij), as
+    int32 ends and float64 weights (16 bytes an edge).
 
     An edge listed in both rows is taken from row i (the smaller), as it comes first. Found
     without sorting: an edge i -> j with j < i is dropped when j's row lists i too (rows hold no
     repeated neighbour). ``np.unique`` over the 32M edges of a million faces took 9 of
-    clustering's 50 s.
+    clustering's 50 s. Rows go in blocks, so the masks and int64 indices of a block are all that
+    exists beside the result; edges come out in the same order as from one pass over every row
+    (the rows' forward edges, then the back edges kept), as the spanning tree breaks equal
+    weights by that order.
     """
-    n = len(neighbors)
-    cols = neighbors.astype(np.int64)
-    rows = np.arange(n, dtype=np.int64)[:, None]
-    valid = (cols >= 0) & np.isfinite(dist) & (cols != rows)
-    fi, fc = np.nonzero(valid & (cols > rows))
-    bi, bc = np.nonzero(valid & (cols < rows))
-    back = cols[bi, bc]
-    listed = np.zeros(len(bi), bool)
-    step = 1 << 20
-    for s in range(0, len(bi), step):
-        j, i = back[s : s + step], bi[s : s + step]
-        listed[s : s + step] = ((neighbors[j] == i[:, None]) & valid[j]).any(axis=1)
-    bi, bc = bi[~listed], bc[~listed]
-    lo = np.concatenate([fi, cols[bi, bc]])
-    hi = np.concatenate([cols[fi, fc], bi])
-    d = np.concatenate([dist[fi, fc], dist[bi, bc]])
-    w = np.maximum(np.maximum(core[lo], core[hi]), d)
+    n, step = len(neighbors), EDGE_BLOCK
+    fwd: list[tuple[np.ndarray, ...]] = []
+    back: list[tuple[np.ndarray, ...]] = []
+    for s in range(0, n, step):
+        nb, d = neighbors[s : s + step], dist[s : s + step]
+        rows = np.arange(s, s + len(nb), dtype=np.int64)[:, None]
+        valid = (nb >= 0) & np.isfinite(d) & (nb != rows)
+        fi, fc = np.nonzero(valid & (nb > rows))
+        fwd.append(_weighted(fi + s, nb[fi, fc], d[fi, fc], core))
+        bi, bc = np.nonzero(valid & (nb < rows))
+        j, i = nb[bi, bc].astype(np.int64), bi + s
+        keep = np.ones(len(j), bool)
+        for e in range(0, len(j), step):  # j's row lists i: (edges, K) gathers, a step at a time
+            jj, ii = j[e : e + step], i[e : e + step, None]
+            keep[e : e + step] = ~((neighbors[jj] == ii) & np.isfinite(dist[jj])).any(axis=1)
+        back.append(_weighted(j[keep], i[keep], d[bi[keep], bc[keep]], core))
+    lo, hi, w = (np.concatenate([part[x] for part in fwd + back]) for x in range(3))
     return lo, hi, w
+
+
+def _weighted(
+    lo: np.ndarray, hi: np.ndarray, d: np.ndarray, core: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    w = np.maximum(np.maximum(core[lo], core[hi]), d)
+    return lo.astype(np.int32), hi.astype(np.int32), w
 
 
 def spanning_tree(n: int, lo: np.ndarray, hi: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, int]:
@@ -86,7 +99,7 @@ def spanning_tree(n: int, lo: np.ndarray, hi: np.ndarray, w: np.ndarray) -> tupl
     """
     w = np.maximum(w, 1e-12)
     graph = coo_matrix((w, (lo, hi)), shape=(n, n)).tocsr()
-    tree = minimum_spanning_tree(graph).tocoo()
+    tree = minimum_spanning_tree(graph, overwrite=True).tocoo()  # no second copy of the graph
     edges = np.column_stack([tree.row, tree.col, tree.data]).astype(np.float64)
     parts, which = connected_components(tree, directed=False)
     if parts > 1:
@@ -147,11 +160,17 @@ def hdbscan_knn(
     n = len(neighbors)
     if n < max(min_cluster_size, 2):
         return Clustering(np.full(n, -1, np.int64), np.zeros(n, np.float32), n)
-    s = np.where(neighbors >= 0, sims, np.nan).astype(np.float64)
-    dist = np.sqrt(np.clip(2.0 - 2.0 * s, 0.0, None))
-    dist = np.where(np.isfinite(dist), dist, np.inf)
+    dist = np.where(neighbors >= 0, sims, np.nan).astype(np.float64)
+    dist *= -2.0  # sqrt(2 - 2 cos), in place: (n, K) float64 is 256 bytes a face at K = 32
+    dist += 2.0
+    np.clip(dist, 0.0, None, out=dist)
+    np.sqrt(dist, out=dist)
+    dist[~np.isfinite(dist)] = np.inf
     core = core_distances(dist, min_samples)
-    mst, parts = spanning_tree(n, *mutual_reachability_edges(neighbors, dist, core))
+    edges = mutual_reachability_edges(neighbors, dist, core)
+    del dist
+    mst, parts = spanning_tree(n, *edges)
+    del edges
     tree = single_linkage(mst)
     labels, probs, *_ = _tree_to_labels(
         None, tree, min_cluster_size=min_cluster_size, cluster_selection_method=selection

@@ -1,11 +1,14 @@
 """Open a built index for search: every shard merged in memory (or the merged file), plus the
-exact embeddings for re-ranking, read from OUT/faces on demand.
+embeddings for re-ranking, read from OUT/faces on demand.
 
-Similarities are computed in float64 and rounded to float32 (``exact_sims``): the kNN graph is
-built in pieces across runs (new rows, refreshed rows, dense products for small exact indexes),
-and one rounding for every piece keeps an incremental graph equal to a fresh one. Ties are
-broken by face key (``tie_keys``), which unlike index ids does not depend on how files were
-grouped into shards.
+Re-ranking uses the stored embeddings rounded to float16 (``RERANK_DTYPE``): the kNN graph holds
+every embedding in one process, and at 2 bytes a value 10M faces take 10 GB instead of 20. The
+cosines move by 1.7e-5 RMS, 7e-5 at most (unit vectors of 512 dimensions; docs/BENCHMARKS.md),
+far below any threshold the rules use. Similarities of those values are computed in float64 and
+rounded to float32 (``exact_sims``): the kNN graph is built in pieces across runs (new rows,
+refreshed rows, dense products for small exact indexes), and one rounding for every piece keeps
+an incremental graph equal to a fresh one. Ties are broken by face key (``tie_keys``), which
+unlike index ids does not depend on how files were grouped into shards.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from facesieve.storage.base import Store
 
 log = logging.getLogger(__name__)
 
-RERANK_CHUNK = 256  # queries re-ranked at once: 256 x 320 candidates x 2 KB (float32) = 160 MB
+RERANK_CHUNK = 256  # queries re-ranked at once: 256 x 100 candidates x 2 KB (float32) = 52 MB
+RERANK_DTYPE = np.float16  # the values re-ranking compares (module docstring)
 # Bound on |float32 dot product - float64 dot product| for unit vectors of 512 dimensions
 # (512 roundings of at most 2^-24 relative each, on terms summing to at most 1: 3.1e-5), doubled
 # for the two values compared: a candidate more than this below a row's k-th float32 score cannot
@@ -47,25 +51,50 @@ class Match:
     similarity: float
 
 
-def exact_sims(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """(q, c) cosines of (q, d) queries with their own (q, c, d) candidates, float64 -> float32."""
-    return np.einsum(
-        "qd,qcd->qc", queries.astype(np.float64), candidates.astype(np.float64)
-    ).astype(np.float32)
+def norms(vectors: np.ndarray) -> np.ndarray:
+    """float64 L2 norms over the last axis. Rounded to float16, unit vectors are not quite unit
+    any more (norms 1 +- 1e-4): similarities divide by these, so a face's similarity to itself
+    stays 1."""
+    flat = vectors.reshape(-1, vectors.shape[-1]).astype(np.float64)
+    return np.sqrt(np.einsum("nd,nd->n", flat, flat)).reshape(vectors.shape[:-1])
+
+
+def exact_sims(
+    queries: np.ndarray, candidates: np.ndarray, cand_norms: np.ndarray | None = None
+) -> np.ndarray:
+    """(q, c) cosines of (q, d) queries with their own (q, c, d) candidates, float64 -> float32.
+    ``cand_norms`` (q, c): ``norms(candidates)`` when the caller has them already."""
+    q = queries.astype(np.float64)
+    dots = np.einsum("qd,qcd->qc", q, candidates.astype(np.float64))
+    c_norms = norms(candidates) if cand_norms is None else cand_norms
+    return cosines(dots, norms(q)[:, None], c_norms)
+
+
+def cosines(dots: np.ndarray, q_norms: np.ndarray, c_norms: np.ndarray) -> np.ndarray:
+    """float64 dot products -> float32 cosines: one formula for every piece of the graph (the
+    re-ranked rows here, the dense products of a refresh), so they round alike."""
+    return (dots / (q_norms * c_norms)).astype(np.float32)
 
 
 def shortlist(
-    queries: np.ndarray, cand: np.ndarray, rows: np.ndarray, k: int
+    queries: np.ndarray,
+    cand: np.ndarray,
+    rows: np.ndarray,
+    k: int,
+    cand_norms: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The candidates that can be among each row's k best in float64, as (ids, -1 where
     dropped; their columns in ``cand``): scored in float32 from their gathered embeddings
-    ``rows`` (q, c, d), everything within ``F32_SLACK`` of the row's k-th score kept. The float64
-    products then cover about k candidates per row instead of all of them, and give the same
-    result. As wide as the widest row's cut (every column when nothing can be dropped)."""
+    ``rows`` (q, c, d), divided by ``cand_norms`` (q, c) when given, everything within
+    ``F32_SLACK`` of the row's k-th score kept. The float64 products then cover about k
+    candidates per row instead of all of them, and give the same result. As wide as the widest
+    row's cut (every column when nothing can be dropped)."""
     every = np.broadcast_to(np.arange(cand.shape[1]), cand.shape)
     if k >= cand.shape[1]:
         return cand, every
     scores = np.matmul(rows, queries[:, :, None])[:, :, 0]
+    if cand_norms is not None:  # a query's own norm orders nothing within its row
+        scores = scores / cand_norms.astype(np.float32)
     scores[cand < 0] = -np.inf
     kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
     keep = scores >= (kth - F32_SLACK)[:, None]
@@ -125,7 +154,8 @@ def top_k(
 
 
 class DenseEmbeddings:
-    """Every indexed face's id, face_id and tie key in RAM, and its embedding (N x 2 KB).
+    """Every indexed face's id, face_id and tie key in RAM, and its embedding as ``RERANK_DTYPE``
+    (N x 1 KB).
 
     Used where many queries are re-ranked at once (the kNN graph): one gather per batch instead
     of one Parquet lookup per candidate. With ``embeddings=False`` the embeddings are read on
@@ -137,6 +167,7 @@ class DenseEmbeddings:
     def __init__(self, reader: IndexReader, embeddings: bool = True) -> None:
         self._reader = reader
         self.ids, face_ids, self._emb = self._read(embeddings)
+        self._norms: np.ndarray | None = None
         self.face_ids = pa.chunked_array(face_ids, pa.string()).combine_chunks()
         self.ties = tie_keys(self.face_ids)
         self._order = np.argsort(self.ids, kind="stable")
@@ -144,7 +175,7 @@ class DenseEmbeddings:
 
     @property
     def emb(self) -> np.ndarray:
-        """(N, dim) float32 embeddings in ``ids`` order, read on first use."""
+        """(N, dim) ``RERANK_DTYPE`` embeddings in ``ids`` order, read on first use."""
         if self._emb is None:
             ids, _, emb = self._read(True)
             if not np.array_equal(ids, self.ids):
@@ -154,6 +185,16 @@ class DenseEmbeddings:
             self._emb = emb
         return self._emb
 
+    @property
+    def norms(self) -> np.ndarray:
+        """(N,) float64 ``norms`` of ``emb``, computed on first use (8 bytes a face)."""
+        if self._norms is None:
+            emb, step = self.emb, 1 << 14
+            self._norms = np.concatenate(
+                [norms(emb[s : s + step]) for s in range(0, len(emb), step)] or [np.zeros(0)]
+            )
+        return self._norms
+
     def _read(self, embeddings: bool) -> tuple[np.ndarray, list[pa.Array], np.ndarray | None]:
         """(index ids, face id arrays, embeddings or None) of every faces shard in the index, in
         shard order. Embeddings are copied into one array as they come (concatenating per-shard
@@ -161,7 +202,7 @@ class DenseEmbeddings:
         m = self._reader.manifest
         keys = [faces_key(e.shard_id) for e in sorted(m.shards.values(), key=lambda e: e.shard_id)]
         total = sum(e.count for e in m.shards.values())
-        emb = np.empty((total, m.dim), np.float32) if embeddings else None
+        emb = np.empty((total, m.dim), RERANK_DTYPE) if embeddings else None
         columns = VECTOR_COLUMNS if embeddings else ["face_id", "index_id"]
         ids, face_ids, at = [], [], 0
         for table in read_parquets(self._reader.out, keys, columns):  # nothing else cached
@@ -242,11 +283,12 @@ class IndexReader:
         return self._tables[shard_id]
 
     def embeddings(self, ids: np.ndarray) -> np.ndarray:
-        """Exact stored embeddings of global ids, (len(ids), 512)."""
+        """Stored embeddings of global ids as re-ranking compares them, (len(ids), 512)
+        ``RERANK_DTYPE``."""
         if self._dense is not None:
             return self._dense.emb[np.maximum(self._dense.positions(ids), 0)]
         numbers = shard_number_of(ids)
-        out = np.zeros((len(ids), self.manifest.dim), np.float32)
+        out = np.zeros((len(ids), self.manifest.dim), RERANK_DTYPE)
         for number in np.unique(numbers):
             sel = numbers == number
             table = self.table(self._by_number[int(number)].shard_id)
@@ -289,12 +331,15 @@ class IndexReader:
             # rows of the dense arrays, looked up once (a binary search per candidate)
             at = np.maximum(dense.positions(safe), 0) if dense is not None else None
             rows = dense.emb[at] if at is not None else self._rows(safe)
+            rows = rows.astype(np.float32)  # float16 products have no fast path in numpy
+            c_norms = dense.norms[at] if at is not None else norms(rows)
             if c.shape[1] > 2 * k:  # wide rows: float64 products for the shortlist only
-                c, cols = shortlist(q, c, rows, k)
+                c, cols = shortlist(q, c, rows, k, c_norms)
                 rows = np.take_along_axis(rows, cols[:, :, None], 1)
+                c_norms = np.take_along_axis(c_norms, cols, 1)
                 at = np.take_along_axis(at, cols, 1) if at is not None else None
                 valid = c >= 0
-            sims = exact_sims(q, rows)
+            sims = exact_sims(q, rows, c_norms)
             sims[~valid] = -np.inf
             ties = dense.ties[at] if at is not None else np.zeros(c.shape, np.uint64)
             out_ids[c0 : c0 + len(c)], out_sims[c0 : c0 + len(c)] = top_k(c, sims, ties, k)
