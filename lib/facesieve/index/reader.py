@@ -330,12 +330,18 @@ class IndexReader:
             dense = self._dense
             # rows of the dense arrays, looked up once (a binary search per candidate)
             at = np.maximum(dense.positions(safe), 0) if dense is not None else None
-            rows = dense.emb[at] if at is not None else self._rows(safe)
-            rows = rows.astype(np.float32)  # float16 products have no fast path in numpy
-            c_norms = dense.norms[at] if at is not None else norms(rows)
+            if at is not None:
+                # float16 products have no fast path in numpy: each distinct candidate of the
+                # chunk is widened to float32 once (a shard's faces share most candidates)
+                distinct, inverse = np.unique(at, return_inverse=True)
+                rows = dense.emb[distinct].astype(np.float32)[inverse.reshape(at.shape)]
+                c_norms = dense.norms[at]
+            else:
+                rows = self._rows(safe).astype(np.float32)
+                c_norms = norms(rows)
             if c.shape[1] > 2 * k:  # wide rows: float64 products for the shortlist only
                 c, cols = shortlist(q, c, rows, k, c_norms)
-                rows = np.take_along_axis(rows, cols[:, :, None], 1)
+                rows = rows[np.arange(len(rows))[:, None], cols]  # (take_along_axis: 7x slower)
                 c_norms = np.take_along_axis(c_norms, cols, 1)
                 at = np.take_along_axis(at, cols, 1) if at is not None else None
                 valid = c >= 0
