@@ -53,7 +53,7 @@ def cosine_of(emb: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 def measure(out: Path, k: int) -> dict[str, object]:
     chunks: list[np.ndarray] = []
-    read_folder(LocalStore(out), "faces", ["face_id"], chunks)
+    read_folder(LocalStore(out), "faces", ["face_id", "embedding"], chunks)
     emb32 = np.concatenate(chunks)
     emb16 = emb32.astype(RERANK_DTYPE)
     ids32, _ = exact_graph(emb32, k)

@@ -20,6 +20,7 @@ every faces shard (float32 products), and ``knn_same_identity_recall`` is the sh
 the query's own identity that the graph row holds.
 
     python bench/scale.py --faces 1000000 --json [--work DIR] [--runner ray|local]
+        [--stages index,cluster,clean]   # fewer stages: only those are run and timed
     python bench/scale.py --plot docs/scale.png [--work DIR]   # every result in DIR/results.jsonl
 
 Each run appends its JSON line to DIR/results.jsonl; ``--plot`` draws time per stage and peak
@@ -159,17 +160,20 @@ STEPS = {"index": ("index-train", "index-fill"), "knn": ("knn", "knn-refresh"),
          "cluster": ("cluster",), "clean": ("clean",)}  # fmt: skip
 
 
-def stage_times(out: Path, cfg: Config) -> tuple[dict[str, float], float]:
-    """Seconds of each global stage (the sum of its steps') and of the whole run, which also
-    holds starting Ray and writing the manifest between steps: one `facesieve run` without
+RUN_STAGES = ("index", "cluster", "clean")  # `facesieve run`'s global stages (index: + knn)
+
+
+def stage_times(out: Path, cfg: Config, stages: tuple[str, ...]) -> tuple[dict[str, float], float]:
+    """Seconds of each global stage run (the sum of its steps') and of the whole run, which
+    also holds starting Ray and writing the manifest between steps: one `facesieve run` without
     its embed stage."""
     t = time.perf_counter()
-    stages = ("index", "cluster", "clean")
     result = run_command("run", str(out), cfg, stages=stages, show_progress=False)
     wall = time.perf_counter() - t
     if result.stopped or any(r.failed for r in result.steps.values()):
         raise RuntimeError(f"the run failed: {result.stopped}")
-    times = {k: round(sum(result.steps[s].seconds for s in v), 1) for k, v in STEPS.items()}
+    ran = {k: v for k, v in STEPS.items() if all(s in result.steps for s in v)}
+    times = {k: round(sum(result.steps[s].seconds for s in v), 1) for k, v in ran.items()}
     return times, round(wall, 1)
 
 
@@ -229,17 +233,19 @@ def _embeddings(path: Path) -> np.ndarray:
     return column.flatten().to_numpy().reshape(-1, 512)
 
 
-def measure(n: int, work: Path, runner: str, queries: int) -> dict[str, Any]:
+def measure(
+    n: int, work: Path, runner: str, queries: int, stages: tuple[str, ...] = RUN_STAGES
+) -> dict[str, Any]:
     out = work / f"faces-{n}"
     labels = generate(out, n)
     cfg = Config().with_overrides("run", runner=runner).validate()
     with PeakMemory() as memory:
-        stages, wall = stage_times(out, cfg)
+        times, wall = stage_times(out, cfg, stages)
     k = cfg.index.knn_k
     manifest = json.loads((out / "index" / "manifest.json").read_text())
     return {
         "faces": n,
-        "stages": stages,
+        "stages": times,
         "wall_s": wall,
         "peak_rss_gb": round(memory.peak / 2**30, 2),
         "peak_gb_by_step": {k: round(v / 2**30, 2) for k, v in memory.by_step.items()},
@@ -260,12 +266,18 @@ def plot(results: list[dict[str, Any]], png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    latest: dict[int, dict[str, Any]] = {r["faces"]: r for r in results}  # last run of each N
+    latest: dict[int, dict[str, Any]] = {}  # the last run of each N, a full one if there is one
+    for r in results:
+        if len(r["stages"]) == len(STEPS) or len(latest.get(r["faces"], {}).get("stages", ())) < 4:
+            latest[r["faces"]] = r
     ns = sorted(latest)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for stage in ("index", "knn", "cluster", "clean"):
-        left.plot(ns, [latest[n]["stages"][stage] for n in ns], marker="o", label=stage)
-    left.plot(ns, [sum(latest[n]["stages"].values()) for n in ns], "k--", marker="o", label="all")
+        have = [n for n in ns if stage in latest[n]["stages"]]
+        left.plot(have, [latest[n]["stages"][stage] for n in have], marker="o", label=stage)
+    full = [n for n in ns if len(latest[n]["stages"]) == len(STEPS)]
+    total = [sum(latest[n]["stages"].values()) for n in full]
+    left.plot(full, total, "k--", marker="o", label="all")
     right.plot(ns, [latest[n]["peak_rss_gb"] for n in ns], marker="o", color="tab:red")
     panels = ((left, "time per stage", "seconds", "log"), (right, "peak memory", "GB", "linear"))
     for ax, title, unit, yscale in panels:
@@ -287,6 +299,11 @@ def main() -> int:
     ap.add_argument("--runner", choices=("ray", "local"), default="ray")
     ap.add_argument("--queries", type=int, default=1000, help="faces whose graph rows are checked")
     ap.add_argument("--plot", type=Path, help="draw every result in WORK/results.jsonl to a PNG")
+    ap.add_argument(
+        "--stages",
+        default=",".join(RUN_STAGES),
+        help="which of index (with the kNN graph), cluster, clean to run (default: all)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO, stream=sys.stderr)
     results = args.work / "results.jsonl"
@@ -296,7 +313,10 @@ def main() -> int:
     if not args.faces:
         ap.error("--faces N or --plot PNG")
     args.work.mkdir(parents=True, exist_ok=True)
-    result = measure(args.faces, args.work, args.runner, args.queries)
+    stages = tuple(x for x in args.stages.split(",") if x)
+    if not stages or set(stages) - set(RUN_STAGES) or "index" not in stages:
+        ap.error(f"--stages: some of {', '.join(RUN_STAGES)}, index among them")
+    result = measure(args.faces, args.work, args.runner, args.queries, stages)
     with results.open("a") as f:
         f.write(json.dumps(result) + "\n")
     print(json.dumps(result, indent=None if args.json else 2))

@@ -41,3 +41,19 @@ def test_scale_bench_runs_the_global_stages_and_reports_them(tmp_path: Path) -> 
                              capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
     assert plotted.returncode == 0, plotted.stderr[-2000:]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fewer_stages_run_and_report_only_those(tmp_path: Path) -> None:
+    work = tmp_path / "scale"
+    cmd = [sys.executable, "bench/scale.py", "--faces", "2000", "--json", "--work", str(work),
+           "--runner", "local", "--queries", "50", "--stages", "index,cluster"]  # fmt: skip
+    env = {"PYTHONPATH": str(ROOT / "lib"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert set(result["stages"]) == {"index", "knn", "cluster"}
+    assert "clean" not in result["peak_gb_by_step"]
+    assert not (work / "faces-2000" / "report").exists()
+    refused = subprocess.run([*cmd[:-1], "clean"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120, env=env)  # fmt: skip
+    assert refused.returncode == 2 and "--stages" in refused.stderr

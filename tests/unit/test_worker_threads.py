@@ -51,11 +51,26 @@ def test_a_per_node_step_gets_a_worker_per_node_with_its_cores(
     monkeypatch.setattr(backends, "ensure_ray", lambda run: None)
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": float(sum(nodes))})
     monkeypatch.setattr(backends, "_node_cpus", lambda: nodes)
+    monkeypatch.setattr(backends, "_node_memory", lambda: [8 * 2**30 for _ in nodes])
 
     class Step:
+        name = "knn"
         resources = Resources(cpus=1.0, memory_gb=2.0, per_node=per_node)
 
     plan = backends.plan_workers(Step(), RunConfig(runner="ray", device="cpu"), units)  # type: ignore[arg-type]
     assert (plan.count, plan.threads) == (count, threads)
     assert plan.options["num_cpus"] == float(max(threads, 1))  # Ray holds the cores it uses
     assert plan.options["memory"] == 2 * 2**30
+
+
+def test_a_memory_estimate_above_every_node_asks_for_the_largest_node(caplog) -> None:
+    """An estimate no node can hold would leave the step waiting for a worker that never
+    starts (the clean step at 3M faces asked for 21.5 GB of a 24 GB machine's 16)."""
+    from facesieve.runner.backends import declared_memory
+
+    gb = 2**30
+    assert declared_memory("clean", 3.0, [16 * gb, 8 * gb]) == 3 * gb
+    assert not caplog.records
+    assert declared_memory("clean", 21.5, [16 * gb, 8 * gb]) == 16 * gb
+    assert "clean: estimated 21.5 GB" in caplog.text and "16.0 GB" in caplog.text
+    assert declared_memory("clean", 2.0, []) == 2 * gb  # no node known yet: the estimate

@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="1:N: nearest faces in the index",
         description="Detect and embed the faces of IMAGE, search the index of OUT and print, for "
         "the subject face (or the faces --face chooses), the K most similar indexed faces with "
-        "uri, label, face_id and exact cosine similarity.",
+        "uri, label, face_id and cosine similarity (re-ranked on the stored embeddings, float16).",
     )
     p.add_argument("out", metavar="OUT", help="output root with an index")
     p.add_argument("image", metavar="IMAGE", help="query photo")

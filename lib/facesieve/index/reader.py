@@ -3,12 +3,12 @@ embeddings for re-ranking, read from OUT/faces on demand.
 
 Re-ranking uses the stored embeddings rounded to float16 (``RERANK_DTYPE``): the kNN graph holds
 every embedding in one process, and at 2 bytes a value 10M faces take 10 GB instead of 20. The
-cosines move by 1.7e-5 RMS, 7e-5 at most (unit vectors of 512 dimensions; docs/BENCHMARKS.md),
-far below any threshold the rules use. Similarities of those values are computed in float64 and
-rounded to float32 (``exact_sims``): the kNN graph is built in pieces across runs (new rows,
-refreshed rows, dense products for small exact indexes), and one rounding for every piece keeps
-an incremental graph equal to a fresh one. Ties are broken by face key (``tie_keys``), which
-unlike index ids does not depend on how files were grouped into shards.
+cosines move by 1.2e-5 RMS, 5.7e-5 at most, on LFW's real faces (``bench/rerank_precision.py``,
+docs/BENCHMARKS.md): far below any threshold the rules use. Similarities of those values are
+computed in float64 and rounded to float32 (``exact_sims``): the kNN graph is built in pieces
+across runs (new rows, refreshed rows, dense products for small exact indexes), and one rounding
+for every piece keeps an incremental graph equal to a fresh one. Ties are broken by face key
+(``tie_keys``), which unlike index ids does not depend on how files were grouped into shards.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ RERANK_CHUNK = 256  # queries re-ranked at once: 256 x 100 candidates x 2 KB (fl
 RERANK_DTYPE = np.float16  # the values re-ranking compares (module docstring)
 # Bound on |float32 dot product - float64 dot product| for unit vectors of 512 dimensions
 # (512 roundings of at most 2^-24 relative each, on terms summing to at most 1: 3.1e-5), doubled
-# for the two values compared: a candidate more than this below a row's k-th float32 score cannot
+# for the two values compared (dividing by a candidate's norm adds two roundings of 2^-24, which
+# the doubling covers): a candidate more than this below a row's k-th float32 score cannot
 # be among its k best in float64
 F32_SLACK = 1e-4
 

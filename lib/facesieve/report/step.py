@@ -114,8 +114,9 @@ class CleanStep:
     ) -> None:
         self.out, self.config = out, config
         self.cluster_digest, self.graph_shards = cluster_digest, graph_shards
-        # every embedding in RAM plus the rules' arrays: 6.9 GB at 1M faces (measured)
-        self.resources = Resources(cpus=1.0, memory_gb=round(faces * 7.0e-6 + 0.5, 1))
+        # every embedding in RAM plus the rules' arrays: 4.7 GB at 1M faces in one process
+        # (measured 2026-12-03, docs/BENCHMARKS.md "Memory of the global steps")
+        self.resources = Resources(cpus=1.0, memory_gb=round(faces * 5.0e-6 + 0.5, 1))
 
     def plan(self, done: dict[str, Marker]) -> list[Unit]:
         images = sorted((m.unit_id, m.digest) for m in read_markers(self.out, "embed").values())

@@ -142,7 +142,7 @@ def plan_workers(step: Step, run: RunConfig, n_units: int) -> WorkerPlan:
     use_gpu = wants_gpu and gpus > 0
     options: dict[str, Any] = {"num_cpus": step.resources.cpus}
     if step.resources.memory_gb >= MIN_DECLARED_GB:  # less: any worker has it, and undeclared
-        options["memory"] = int(step.resources.memory_gb * 2**30)  # workers can be shared
+        options["memory"] = declared_memory(step.name, step.resources.memory_gb, _node_memory())
     if use_gpu:
         options["num_gpus"] = step.resources.gpus
         count = run.workers or max(1, int(gpus / step.resources.gpus))
@@ -173,6 +173,32 @@ def cpu_threads(cluster_cpus: int, workers: int, node_cpus: list[int]) -> int:
         if sum(c // threads for c in node_cpus) >= workers:
             return threads
     return 1
+
+
+def declared_memory(step: str, wanted_gb: float, node_bytes: list[int]) -> int:
+    """Bytes of memory a worker asks Ray for: the step's estimate, at most what the largest node
+    offers. A request no node can hold would wait for a worker that never starts; the estimate
+    is an upper bound, so the step is tried with what there is, and a warning says so."""
+    wanted = int(wanted_gb * 2**30)
+    largest = max(node_bytes, default=0)
+    if largest and wanted > largest:
+        log.warning(
+            "%s: estimated %.1f GB per worker, more than the largest Ray node offers (%.1f GB); "
+            "asking for that, and the step may run out of memory",
+            step,
+            wanted / 2**30,
+            largest / 2**30,
+        )
+        return largest
+    return wanted
+
+
+def _node_memory() -> list[int]:
+    """Memory (bytes, Ray's ``memory`` resource) of every alive node."""
+    import ray
+
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    return [int(n["Resources"].get("memory", 0)) for n in alive]
 
 
 def _node_cpus() -> list[int]:
@@ -273,8 +299,9 @@ class RayBackend:
             self.close()
             raise ConfigError(
                 f"no Ray worker for step {step.name} started within {start_timeout_s:.0f} s: "
-                f"does the cluster have a node with {plan.options.get('num_gpus', 0)} GPU(s) "
-                f"and {plan.options.get('num_cpus')} CPU(s) free?"
+                f"does the cluster have a node with {plan.options.get('num_gpus', 0)} GPU(s), "
+                f"{plan.options.get('num_cpus')} CPU(s) and "
+                f"{plan.options.get('memory', 0) / 2**30:.1f} GB of memory free?"
             )
         self._settle_loads(ready)
 
