@@ -4,7 +4,8 @@ Two steps keep it equal to a fresh build while doing work in proportion to the c
 
 - ``knn``: one unit per faces shard, redone when the shard's faces or the index training
   change; it searches the whole current index for each of the shard's faces (approximate
-  candidates re-ranked with exact cosine) and records which index state it searched.
+  candidates re-ranked by cosine on the float16 embeddings) and records which index state it
+  searched.
 - ``knn-refresh``: one unit that brings the rows of every other shard up to date with the
   current index. Each shard's rows are complete for some earlier index state (the one its unit
   searched, or the one the last refresh reached); against that state the refresh

@@ -233,7 +233,7 @@ class DenseEmbeddings:
 
 
 class IndexReader:
-    """Approximate search over the index, re-ranked with exact cosine on the stored embeddings."""
+    """Approximate search over the index, re-ranked by cosine on the stored embeddings (float16)."""
 
     def __init__(self, out: Store, cfg: IndexConfig, threads: int = 1) -> None:
         """``threads``: how many re-ranking chunks run at once (with the dense embeddings)."""
