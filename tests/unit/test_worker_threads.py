@@ -65,7 +65,8 @@ def test_a_per_node_step_gets_a_worker_per_node_with_its_cores(
 
 def test_a_memory_estimate_above_every_node_asks_for_the_largest_node(caplog) -> None:
     """An estimate no node can hold would leave the step waiting for a worker that never
-    starts (the clean step at 3M faces asked for 21.5 GB of a 24 GB machine's 16)."""
+    starts (the clean step at 3M faces asked for 21.5 GB, more than Ray offered on the 24 GB
+    development machine)."""
     from facesieve.runner.backends import declared_memory
 
     gb = 2**30

@@ -342,7 +342,7 @@ class IndexReader:
                 c_norms = norms(rows)
             if c.shape[1] > 2 * k:  # wide rows: float64 products for the shortlist only
                 c, cols = shortlist(q, c, rows, k, c_norms)
-                rows = rows[np.arange(len(rows))[:, None], cols]  # (take_along_axis: 7x slower)
+                rows = rows[np.arange(len(rows))[:, None], cols]  # take_along_axis: 8.7x slower
                 c_norms = np.take_along_axis(c_norms, cols, 1)
                 at = np.take_along_axis(at, cols, 1) if at is not None else None
                 valid = c >= 0
@@ -351,6 +351,8 @@ class IndexReader:
             ties = dense.ties[at] if at is not None else np.zeros(c.shape, np.uint64)
             out_ids[c0 : c0 + len(c)], out_sims[c0 : c0 + len(c)] = top_k(c, sims, ties, k)
 
+        if self._dense is not None:
+            _ = self._dense.norms  # computed once here, not by each thread that finds none
         starts = range(0, len(queries), RERANK_CHUNK)
         if self.threads > 1 and len(starts) > 1 and self._dense is not None:
             # numpy's gathers and products release the GIL: chunks run side by side
