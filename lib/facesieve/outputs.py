@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from facesieve.schema import EMBEDDING_DIM
 from facesieve.storage.base import Store
 
 
@@ -60,22 +59,16 @@ def read_parquets(
             yield from pool.map(lambda key: read_parquet(out, key, columns), window)
 
 
-def read_folder(
-    out: Store, folder: str, columns: list[str], embeddings: list[np.ndarray] | None = None
-) -> pa.Table | None:
-    """All shards of ``OUT/<folder>`` concatenated; None when there is none.
+def folder_keys(out: Store, folder: str) -> list[str]:
+    """The Parquet shards of ``OUT/<folder>``, sorted: the order ``read_folder`` reads them in."""
+    return sorted(i.key for i in out.list(f"{folder}/") if i.key.endswith(".parquet"))
 
-    With ``embeddings``, the ``embedding`` column is moved out into that list shard by shard (as
-    float32 arrays), so Arrow never holds every embedding at once (2 GB per million faces).
-    """
-    keys = sorted(i.key for i in out.list(f"{folder}/") if i.key.endswith(".parquet"))
-    tables = []
-    for table in read_parquets(out, keys, columns):
-        if embeddings is not None:
-            flat = table.column("embedding").combine_chunks().flatten().to_numpy()
-            embeddings.append(flat.reshape(-1, EMBEDDING_DIM).astype(np.float32, copy=False))
-            table = table.drop_columns(["embedding"])
-        tables.append(table)
+
+def read_folder(out: Store, folder: str, columns: list[str]) -> pa.Table | None:
+    """All shards of ``OUT/<folder>`` concatenated; None when there is none. Only ``columns``
+    are read: read the embeddings of a whole folder with ``clean.embeddings`` instead, which
+    keeps them out of RAM (2 GB per million faces)."""
+    tables = list(read_parquets(out, folder_keys(out, folder), columns))
     return pa.concat_tables(tables) if tables else None
 
 

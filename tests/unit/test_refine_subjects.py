@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from facesieve.clean.embeddings import EmbeddingRows
 from facesieve.clean.inputs import CleanInputs
 from facesieve.clean.subjects import refine_subjects
 
@@ -16,10 +17,10 @@ def _inputs(boxes: list[list[float]], emb: np.ndarray) -> CleanInputs:
         images=pa.table({"image_id": ["a"], "width": [100], "height": [100]}),
         faces=pa.table({"bbox": pa.array(boxes, pa.list_(pa.float32(), 4))}),
         face_image=np.zeros(n, np.int64),
-        emb=emb.astype(np.float32),
+        emb=EmbeddingRows.of(emb.astype(np.float32)),
         cluster=np.zeros(n, np.int64),
         cluster_ids=np.zeros(n, np.int64),
-        neighbors=np.full((n, 1), -1, np.int64),
+        neighbors=np.full((n, 1), -1, np.int32),
         sims=np.full((n, 1), np.nan, np.float32),
         photo_desc=np.zeros((1, 128), np.uint8),
     )

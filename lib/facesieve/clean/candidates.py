@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,9 @@ from facesieve.faces.photo import as_vectors
 log = logging.getLogger(__name__)
 
 PHOTO_NEIGHBOURS = 5  # descriptor neighbours per image
+GRAPH_BLOCK = 1 << 18  # graph rows scanned at a time for face candidates
 EXACT_SEARCH_BELOW = 50_000  # images; above, an IVF search (FAISS) keeps the cost linear
+PHOTO_BLOCK = 1 << 16  # photos whose descriptor vectors are made at a time
 
 
 @dataclass(frozen=True)
@@ -45,24 +48,25 @@ def face_candidates(
 ) -> dict[tuple[int, int], tuple[int, int, float]]:
     """(image, image) -> (face, face, cosine) of the best face pair from the kNN graph; only
     faces where ``faces`` is True, images in different exact-copy groups (``canon``)."""
-    n, k = inp.neighbors.shape
-    src = np.repeat(np.arange(n), k)
-    dst = inp.neighbors.reshape(-1)
-    sims = np.nan_to_num(inp.sims.reshape(-1), nan=-1.0)
-    keep = (dst >= 0) & (sims >= min_cosine)
-    src, dst, sims = src[keep], dst[keep], sims[keep]
-    keep = faces[src] & faces[dst]
-    src, dst, sims = src[keep], dst[keep], sims[keep]
-    img_a, img_b = canon[inp.face_image[src]], canon[inp.face_image[dst]]
-    keep = img_a != img_b
     best: dict[tuple[int, int], tuple[int, int, float]] = {}
-    for fa, fb, ia, ib, s in zip(
-        src[keep].tolist(), dst[keep].tolist(), img_a[keep].tolist(), img_b[keep].tolist(),
-        sims[keep].tolist(), strict=True,
-    ):  # fmt: skip
-        key, faces_ = ((ia, ib), (fa, fb)) if ia < ib else ((ib, ia), (fb, fa))
-        if key not in best or s > best[key][2]:
-            best[key] = (*faces_, s)
+    for start in range(0, len(inp.neighbors), GRAPH_BLOCK):  # no (F*K,) int64 temporaries
+        nb = inp.neighbors[start : start + GRAPH_BLOCK]
+        src = np.repeat(np.arange(start, start + len(nb)), nb.shape[1])
+        dst = nb.reshape(-1)
+        sims = np.nan_to_num(inp.sims[start : start + GRAPH_BLOCK].reshape(-1), nan=-1.0)
+        keep = (dst >= 0) & (sims >= min_cosine)
+        src, dst, sims = src[keep], dst[keep], sims[keep]
+        keep = faces[src] & faces[dst]
+        src, dst, sims = src[keep], dst[keep], sims[keep]
+        img_a, img_b = canon[inp.face_image[src]], canon[inp.face_image[dst]]
+        keep = img_a != img_b
+        for fa, fb, ia, ib, s in zip(
+            src[keep].tolist(), dst[keep].tolist(), img_a[keep].tolist(), img_b[keep].tolist(),
+            sims[keep].tolist(), strict=True,
+        ):  # fmt: skip
+            key, faces_ = ((ia, ib), (fa, fb)) if ia < ib else ((ib, ia), (fb, fa))
+            if key not in best or s > best[key][2]:
+                best[key] = (*faces_, s)
     return best
 
 
@@ -74,36 +78,42 @@ def photo_candidates(
     rows = np.flatnonzero(desc.any(axis=1) & (canon == np.arange(inp.n_images)))
     if len(rows) < 2:
         return set()
-    vec, mirror = as_vectors(desc[rows])
+    index = _photo_index(desc, rows)
     k = min(PHOTO_NEIGHBOURS + 1, len(rows))
-    sims, nbrs = _search(vec, np.concatenate([vec, mirror]), k)
-    q = np.concatenate([np.arange(len(rows))] * 2)
-    q, nb, s = np.repeat(q, k), nbrs.reshape(-1), sims.reshape(-1)
-    ok = (nb >= 0) & (nb != q)
-    q, nb, s = rows[q[ok]], rows[nb[ok]], s[ok]
-    need = np.where(has_face[q] & has_face[nb], cfg.photo_dup_min_similarity,
-                    cfg.photo_dup_min_similarity_no_face)  # fmt: skip
-    q, nb = q[s >= need], nb[s >= need]
-    return {(int(min(a, b)), int(max(a, b))) for a, b in zip(q.tolist(), nb.tolist(), strict=True)}
+    found: set[tuple[int, int]] = set()
+    for start in range(0, len(rows), PHOTO_BLOCK):  # vectors of one block in RAM at a time
+        block = np.arange(start, min(start + PHOTO_BLOCK, len(rows)))
+        vec, mirror = as_vectors(desc[rows[block]])
+        sims, nbrs = index.search(np.concatenate([vec, mirror]), k)  # photos and mirror images
+        q = np.concatenate([block, block])
+        q, nb, s = np.repeat(q, k), nbrs.reshape(-1), sims.reshape(-1)
+        ok = (nb >= 0) & (nb != q)
+        q, nb, s = rows[q[ok]], rows[nb[ok]], s[ok]
+        need = np.where(has_face[q] & has_face[nb], cfg.photo_dup_min_similarity,
+                        cfg.photo_dup_min_similarity_no_face)  # fmt: skip
+        q, nb = q[s >= need], nb[s >= need]
+        found.update(zip(np.minimum(q, nb).tolist(), np.maximum(q, nb).tolist(), strict=True))
+    return found
 
 
-def _search(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inner-product kNN of ``queries`` in ``base``: exact below EXACT_SEARCH_BELOW rows, else
-    an IVF index (nlist 4 sqrt N, 16 lists probed), FAISS either way."""
+def _photo_index(desc: np.ndarray, rows: np.ndarray) -> Any:
+    """An inner-product index of the descriptor vectors of ``rows`` (ids 0..len-1): exact below
+    EXACT_SEARCH_BELOW rows, else IVF (nlist 4 sqrt N, 16 lists probed). Filled a block at a
+    time; the index's own copy (512 bytes a photo) is what stays in RAM."""
     import faiss
 
-    dim = base.shape[1]
-    if len(base) < EXACT_SEARCH_BELOW:
+    dim = desc.shape[1]
+    if len(rows) < EXACT_SEARCH_BELOW:
         index = faiss.IndexFlatIP(dim)
     else:
-        nlist = int(4 * np.sqrt(len(base)))
+        nlist = int(4 * np.sqrt(len(rows)))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = np.random.default_rng(0).choice(len(base), min(len(base), 64 * nlist), False)
-        index.train(base[np.sort(sample)])
+        sample = np.random.default_rng(0).choice(len(rows), min(len(rows), 64 * nlist), False)
+        index.train(as_vectors(desc[rows[np.sort(sample)]])[0])
         index.nprobe = 16
-    index.add(base)
-    sims, nbrs = index.search(queries, k)
-    return sims, nbrs
+    for start in range(0, len(rows), PHOTO_BLOCK):
+        index.add(as_vectors(desc[rows[start : start + PHOTO_BLOCK]])[0])
+    return index
 
 
 def candidates(

@@ -5,8 +5,9 @@ the index's kNN graph (turned from graph order into face-row order here, so ever
 one set of arrays). Images are sorted by image id and faces by face id, and clusters are
 numbered by their smallest face id for the rules: nothing the rules see depends on how files
 were grouped into shards or on the history of cluster ids, so a nightly run and a fresh run on
-the same input decide the same. Memory: about 2.2 KB per face (the embedding dominates), 2.2 GB
-at 1M faces.
+the same input decide the same. Memory: the embeddings stay on local disk
+(``clean.embeddings``); what is in RAM is the tables and the graph, measured in
+docs/BENCHMARKS.md "Memory of the global steps".
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from facesieve.cluster.graph import load_graph
+from facesieve.clean.embeddings import EmbeddingRows, read_embeddings
+from facesieve.cluster.graph import KnnGraph, load_graph
 from facesieve.cluster.job import FACES_KEY
 from facesieve.errors import ConfigError
 from facesieve.outputs import positions, read_folder, read_parquet
-from facesieve.schema import EMBEDDING_DIM, FACES, PHOTO_DESC_BYTES
+from facesieve.schema import FACES, PHOTO_DESC_BYTES
 from facesieve.storage.base import Store
 
 IMAGE_COLUMNS = [
@@ -45,19 +47,18 @@ FACE_COLUMNS = [
     "det_score",
     "face_px",
     "sharpness",
-    "embedding",
-]
+]  # and the embedding, read apart (clean.embeddings)
 
 
 @dataclass
 class CleanInputs:
     images: pa.Table  # IMAGE_COLUMNS, one row per input file
-    faces: pa.Table  # FACE_COLUMNS without the embedding
+    faces: pa.Table  # FACE_COLUMNS
     face_image: np.ndarray  # (F,) row in ``images`` of each face
-    emb: np.ndarray  # (F, 512) float32, L2-normalised
+    emb: EmbeddingRows  # (F, 512) float32, L2-normalised, read by rows from local disk
     cluster: np.ndarray  # (F,) int64 canonical cluster number (by smallest face id), -1 = noise
     cluster_ids: np.ndarray  # (F,) int64 the cluster's stable id (clusters/faces.parquet)
-    neighbors: np.ndarray  # (F, K) int64 face rows, -1 = none
+    neighbors: np.ndarray  # (F, K) int32 face rows, -1 = none
     sims: np.ndarray  # (F, K) float32 cosines, NaN = none
     photo_desc: np.ndarray  # (I, PHOTO_DESC_BYTES) uint8 whole-photo descriptors, 0 = none
 
@@ -80,18 +81,17 @@ def load_inputs(out: Store, graph_shards: list[str]) -> CleanInputs:
         raise ConfigError(f"no images under {out.root_uri}: run `facesieve embed` first")
     images = images.take(pc.sort_indices(images, [("image_id", "ascending")]))
     photo_desc = _descriptors(images.column("photo_desc"))
-    chunks: list[np.ndarray] = []
-    faces = read_folder(out, "faces", FACE_COLUMNS, chunks)
+    faces = read_folder(out, "faces", FACE_COLUMNS)
     if faces is None or faces.num_rows == 0:
         empty = np.zeros((0,), np.int64)
         return CleanInputs(
             images,
-            pa.schema([FACES.field(c) for c in FACE_COLUMNS[:-1]]).empty_table(),
+            pa.schema([FACES.field(c) for c in FACE_COLUMNS]).empty_table(),
             empty,
-            np.zeros((0, EMBEDDING_DIM), np.float32),
+            EmbeddingRows(0),
             empty,
             empty,
-            np.zeros((0, 1), np.int64),
+            np.zeros((0, 1), np.int32),
             np.zeros((0, 1), np.float32),
             photo_desc,
         )
@@ -99,22 +99,13 @@ def load_inputs(out: Store, graph_shards: list[str]) -> CleanInputs:
         raise ConfigError(f"no clusters under {out.root_uri}: run `facesieve cluster` first")
     order = pc.sort_indices(faces, [("face_id", "ascending")])
     faces = faces.take(order)
-    emb = _in_order(chunks, order.to_numpy())
+    emb = read_embeddings(out, "faces", order.to_numpy())
     face_ids = faces.column("face_id").combine_chunks()
     face_image = positions(faces.column("image_id"), images.column("image_id"))
     clusters = read_parquet(out, FACES_KEY)
     at = positions(face_ids, clusters.column("face_id"))
     stable = np.where(at >= 0, clusters.column("cluster_id").to_numpy()[np.maximum(at, 0)], -1)
-    graph = load_graph(out, graph_shards)
-    # graph rows are in index order: map them (and their neighbour positions) to face rows
-    g2f = positions(graph.face_ids, face_ids)
-    k = graph.neighbors.shape[1]
-    neighbors = np.full((faces.num_rows, k), -1, np.int64)
-    sims = np.full((faces.num_rows, k), np.nan, np.float32)
-    ok = g2f >= 0
-    mapped = np.where(graph.neighbors >= 0, g2f[np.maximum(graph.neighbors, 0)], -1)
-    neighbors[g2f[ok]] = mapped[ok]
-    sims[g2f[ok]] = np.where(mapped[ok] >= 0, graph.sims[ok], np.nan)
+    neighbors, sims = _face_graph(load_graph(out, graph_shards), face_ids)
     return CleanInputs(
         images=images,
         faces=faces,
@@ -128,6 +119,26 @@ def load_inputs(out: Store, graph_shards: list[str]) -> CleanInputs:
     )
 
 
+def _face_graph(graph: KnnGraph, face_ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The graph's rows and neighbour positions, which are in index order, in face rows:
+    (F, K) int32 neighbours (-1 none) and float32 cosines (NaN none). A block of graph rows at a
+    time, so no (F, K) int64 temporary exists (2.6 GB at 10M faces)."""
+    g2f = positions(graph.face_ids, face_ids).astype(np.int32)
+    k = graph.neighbors.shape[1]
+    neighbors = np.full((len(face_ids), k), -1, np.int32)
+    sims = np.full((len(face_ids), k), np.nan, np.float32)
+    for s in range(0, len(g2f), GRAPH_BLOCK):
+        rows, nb = g2f[s : s + GRAPH_BLOCK], graph.neighbors[s : s + GRAPH_BLOCK]
+        ok = rows >= 0
+        mapped = np.where(nb >= 0, g2f[np.maximum(nb, 0)], -1)
+        neighbors[rows[ok]] = mapped[ok]
+        sims[rows[ok]] = np.where(mapped[ok] >= 0, graph.sims[s : s + GRAPH_BLOCK][ok], np.nan)
+    return neighbors, sims
+
+
+GRAPH_BLOCK = 1 << 18  # graph rows mapped at a time
+
+
 def _descriptors(column: pa.ChunkedArray) -> np.ndarray:
     """(I, PHOTO_DESC_BYTES) uint8 from the binary column; zero rows where it is null."""
     out = np.zeros((len(column), PHOTO_DESC_BYTES), np.uint8)
@@ -139,20 +150,6 @@ def _descriptors(column: pa.ChunkedArray) -> np.ndarray:
         start = taken.offset * PHOTO_DESC_BYTES
         out[valid] = flat[start : start + len(valid) * PHOTO_DESC_BYTES].reshape(len(valid), -1)
     return out
-
-
-def _in_order(chunks: list[np.ndarray], order: np.ndarray) -> np.ndarray:
-    """The chunks' rows, concatenated, taken in ``order``; one (F, 512) array in memory at a
-    time plus one chunk, not two full copies. Empties ``chunks``."""
-    where = np.empty(len(order), np.int64)
-    where[order] = np.arange(len(order))  # destination of every source row
-    emb = np.empty((len(order), EMBEDDING_DIM), np.float32)
-    start = 0
-    while chunks:
-        chunk = chunks.pop(0)
-        emb[where[start : start + len(chunk)]] = chunk
-        start += len(chunk)
-    return emb
 
 
 def canonical_clusters(stable: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facesieve.clean.embeddings import EmbeddingRows
 from facesieve.clean.inputs import CleanInputs
 from facesieve.clean.unionfind import UnionFind
 from facesieve.config import CleanConfig
@@ -52,7 +53,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return np.where(n > 0, x / np.maximum(n, 1e-12), 0.0).astype(np.float32)
 
 
-def label_sums(labels: np.ndarray, rows: np.ndarray, emb: np.ndarray, n: int) -> np.ndarray:
+def label_sums(
+    labels: np.ndarray, rows: np.ndarray, emb: EmbeddingRows | np.ndarray, n: int
+) -> np.ndarray:
     """(n, 512) float64: per label code, the sum of ``emb[rows]`` of its faces.
 
     A sparse indicator matrix times the embeddings, in chunks: ``np.add.at`` did the same in

@@ -114,8 +114,8 @@ class CleanStep:
     ) -> None:
         self.out, self.config = out, config
         self.cluster_digest, self.graph_shards = cluster_digest, graph_shards
-        # every embedding in RAM plus the rules' arrays: 4.7 GB at 1M faces in one process
-        # (measured 2026-12-03, docs/BENCHMARKS.md "Memory of the global steps")
+        # the tables, the graph and the rules' arrays (the embeddings stay on disk): measured
+        # in docs/BENCHMARKS.md "Memory of the global steps"
         self.resources = Resources(cpus=1.0, memory_gb=round(faces * 5.0e-6 + 0.5, 1))
 
     def plan(self, done: dict[str, Marker]) -> list[Unit]:
@@ -131,7 +131,7 @@ class CleanStep:
 
     def process(self, unit: Unit, progress: Progress) -> UnitOutput:
         started = time.perf_counter()
-        out, config = self.out, self.config
+        out = self.out
         previous = _state(out)
         if previous is not None and _digest_of(previous) == unit.digest:
             # every file was written by an earlier attempt that died before its marker
@@ -139,6 +139,20 @@ class CleanStep:
             site = [o.key for p in (DATA, THUMBS) for o in out.list(p)]
             return UnitOutput(_stats(summary), sorted({*OUTPUTS, *site, *ASSET_KEYS}), {})
         inp = load_inputs(out, self.graph_shards)
+        try:
+            return self._report(unit, inp, previous, started, progress)
+        finally:
+            inp.emb.close()  # its file on local disk (2 KB a face) goes now, not at exit
+
+    def _report(
+        self,
+        unit: Unit,
+        inp: CleanInputs,
+        previous: pa.Table | None,
+        started: float,
+        progress: Progress,
+    ) -> UnitOutput:
+        out, config = self.out, self.config
         mode = cluster_mode(out, self.graph_shards, inp)
         max_pixels = config.source.max_pixels
         known = load_scores(out, max_pixels)
