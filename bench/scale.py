@@ -21,6 +21,8 @@ the query's own identity that the graph row holds.
 
     python bench/scale.py --faces 1000000 --json [--work DIR] [--runner ray|local]
         [--stages index,cluster,clean]   # fewer stages: only those are run and timed
+        [--keep]   # keep the outputs of the stages not run, e.g. --stages clean --keep after
+                   # --stages index,cluster: a long run measured in two parts
     python bench/scale.py --plot docs/scale.png [--work DIR]   # every result in DIR/results.jsonl
 
 Each run appends its JSON line to DIR/results.jsonl; ``--plot`` draws time per stage and peak
@@ -128,12 +130,28 @@ def tree_pss(root: int) -> int:
     return total
 
 
-def generate(out: Path, n: int) -> np.ndarray:
-    """Write N synthetic faces under ``out`` (kept between runs of the same N); their labels."""
+OUTPUTS = {"index": ("index", "index-train", "index-fill", "knn", "knn-refresh"),
+           "cluster": ("clusters", "cluster"), "clean": ("report", "clean")}  # fmt: skip
+# what each stage writes: a folder of OUT, then its steps' done-markers
+
+
+def generate(out: Path, n: int, keep: tuple[str, ...] = ()) -> np.ndarray:
+    """Write N synthetic faces under ``out`` (kept between runs of the same N); their labels.
+    ``keep``: the stages whose outputs stay from the previous run (they are not run again)."""
     model = calibrate(LFW_COSINE_STATS)
     labels = identity_labels(model, n)
     marker = out / "synthetic.json"
-    if marker.exists() and json.loads(marker.read_text()).get("n") == n:
+    made = marker.exists() and json.loads(marker.read_text()).get("n") == n
+    if keep and not made:
+        raise SystemExit(f"--keep: no earlier run of {n} faces under {out.parent}")
+    if keep:
+        for stage in set(RUN_STAGES) - set(keep):  # the stages to run start afresh
+            folder, *steps = OUTPUTS[stage]
+            shutil.rmtree(out / folder, ignore_errors=True)
+            for step in steps:
+                shutil.rmtree(out / "_done" / step, ignore_errors=True)
+        return labels
+    if made:
         for entry in out.iterdir():  # a fresh run: only the embed outputs stay
             if entry.name in KEEP:
                 continue
@@ -234,10 +252,15 @@ def _embeddings(path: Path) -> np.ndarray:
 
 
 def measure(
-    n: int, work: Path, runner: str, queries: int, stages: tuple[str, ...] = RUN_STAGES
+    n: int,
+    work: Path,
+    runner: str,
+    queries: int,
+    stages: tuple[str, ...] = RUN_STAGES,
+    keep: bool = False,
 ) -> dict[str, Any]:
     out = work / f"faces-{n}"
-    labels = generate(out, n)
+    labels = generate(out, n, tuple(s for s in RUN_STAGES if s not in stages) if keep else ())
     cfg = Config().with_overrides("run", runner=runner).validate()
     with PeakMemory() as memory:
         times, wall = stage_times(out, cfg, stages)
@@ -249,11 +272,14 @@ def measure(
         "wall_s": wall,
         "peak_rss_gb": round(memory.peak / 2**30, 2),
         "peak_gb_by_step": {k: round(v / 2**30, 2) for k, v in memory.by_step.items()},
-        "knn_same_identity_recall": same_identity_recall(out, labels, queries, k),
+        "knn_same_identity_recall": (
+            same_identity_recall(out, labels, queries, k) if "index" in stages else None
+        ),
         "factory": manifest.get("factory"),
         "nprobe": manifest.get("params", {}).get("nprobe"),
         "knn_k": k,
         "runner": runner,
+        "kept": [s for s in RUN_STAGES if s not in stages] if keep else [],
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -268,7 +294,12 @@ def plot(results: list[dict[str, Any]], png: Path) -> None:
 
     latest: dict[int, dict[str, Any]] = {}  # the last run of each N, a full one if there is one
     for r in results:
-        if len(r["stages"]) == len(STEPS) or len(latest.get(r["faces"], {}).get("stages", ())) < 4:
+        prev = latest.get(r["faces"])
+        if r.get("kept") and prev is not None:  # the later part of a run measured in two
+            peak = max(prev["peak_rss_gb"], r["peak_rss_gb"])
+            stages = {**prev["stages"], **r["stages"]}
+            latest[r["faces"]] = {**r, "stages": stages, "peak_rss_gb": peak}
+        elif len(r["stages"]) == len(STEPS) or prev is None or len(prev["stages"]) < len(STEPS):
             latest[r["faces"]] = r
     ns = sorted(latest)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -304,6 +335,11 @@ def main() -> int:
         default=",".join(RUN_STAGES),
         help="which of index (with the kNN graph), cluster, clean to run (default: all)",
     )
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the outputs of the stages not run, from the last run of the same --faces",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO, stream=sys.stderr)
     results = args.work / "results.jsonl"
@@ -314,9 +350,9 @@ def main() -> int:
         ap.error("--faces N or --plot PNG")
     args.work.mkdir(parents=True, exist_ok=True)
     stages = tuple(x for x in args.stages.split(",") if x)
-    if not stages or set(stages) - set(RUN_STAGES) or "index" not in stages:
-        ap.error(f"--stages: some of {', '.join(RUN_STAGES)}, index among them")
-    result = measure(args.faces, args.work, args.runner, args.queries, stages)
+    if not stages or set(stages) - set(RUN_STAGES) or ("index" not in stages and not args.keep):
+        ap.error(f"--stages: some of {', '.join(RUN_STAGES)}, index among them unless --keep")
+    result = measure(args.faces, args.work, args.runner, args.queries, stages, args.keep)
     with results.open("a") as f:
         f.write(json.dumps(result) + "\n")
     print(json.dumps(result, indent=None if args.json else 2))

@@ -57,3 +57,16 @@ def test_fewer_stages_run_and_report_only_those(tmp_path: Path) -> None:
     refused = subprocess.run([*cmd[:-1], "clean"], cwd=ROOT, capture_output=True, text=True,
                              timeout=120, env=env)  # fmt: skip
     assert refused.returncode == 2 and "--stages" in refused.stderr
+    graph = {p.name: p.stat().st_mtime_ns for p in (work / "faces-2000" / "index").rglob("*")}
+    later = subprocess.run([*cmd[:-1], "clean", "--keep"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=600, env=env)  # fmt: skip
+    assert later.returncode == 0, later.stderr[-3000:]
+    second = json.loads(later.stdout)
+    assert set(second["stages"]) == {"clean"} and second["kept"] == ["index", "cluster"]
+    assert second["knn_same_identity_recall"] is None
+    assert (work / "faces-2000" / "report" / "actions.parquet").exists()
+    index = work / "faces-2000" / "index"
+    assert {p.name: p.stat().st_mtime_ns for p in index.rglob("*")} == graph  # not redone
+    none_yet = subprocess.run([*cmd[:3], "1500", *cmd[4:-1], "clean", "--keep"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert none_yet.returncode != 0 and "no earlier run of 1500" in none_yet.stderr
