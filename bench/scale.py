@@ -21,8 +21,11 @@ the query's own identity that the graph row holds.
 
     python bench/scale.py --faces 1000000 --json [--work DIR] [--runner ray|local]
         [--stages index,cluster,clean]   # fewer stages: only those are run and timed
-        [--keep]   # keep the outputs of the stages not run, e.g. --stages clean --keep after
-                   # --stages index,cluster: a long run measured in two parts
+        [--keep]   # keep the last run's outputs: the run redoes only what changed (its
+                   # done-markers), e.g. --stages clean --keep after --stages index,cluster,
+                   # or --nprobe 64 --keep to redo only the graph; stages not redone are
+                   # listed in "kept"
+        [--nprobe N]   # index.nprobe instead of the index's rule
     python bench/scale.py --plot docs/scale.png [--work DIR]   # every result in DIR/results.jsonl
 
 Each run appends its JSON line to DIR/results.jsonl; ``--plot`` draws time per stage and peak
@@ -130,14 +133,10 @@ def tree_pss(root: int) -> int:
     return total
 
 
-OUTPUTS = {"index": ("index", "index-train", "index-fill", "knn", "knn-refresh"),
-           "cluster": ("clusters", "cluster"), "clean": ("report", "clean")}  # fmt: skip
-# what each stage writes: a folder of OUT, then its steps' done-markers
-
-
-def generate(out: Path, n: int, keep: tuple[str, ...] = ()) -> np.ndarray:
+def generate(out: Path, n: int, keep: bool = False) -> np.ndarray:
     """Write N synthetic faces under ``out`` (kept between runs of the same N); their labels.
-    ``keep``: the stages whose outputs stay from the previous run (they are not run again)."""
+    ``keep``: every output of the previous run stays, and the run redoes only what its
+    done-markers and digests say changed (the pipeline's own resumption)."""
     model = calibrate(LFW_COSINE_STATS)
     labels = identity_labels(model, n)
     marker = out / "synthetic.json"
@@ -145,11 +144,6 @@ def generate(out: Path, n: int, keep: tuple[str, ...] = ()) -> np.ndarray:
     if keep and not made:
         raise SystemExit(f"--keep: no earlier run of {n} faces under {out.parent}")
     if keep:
-        for stage in set(RUN_STAGES) - set(keep):  # the stages to run start afresh
-            folder, *steps = OUTPUTS[stage]
-            shutil.rmtree(out / folder, ignore_errors=True)
-            for step in steps:
-                shutil.rmtree(out / "_done" / step, ignore_errors=True)
         return labels
     if made:
         for entry in out.iterdir():  # a fresh run: only the embed outputs stay
@@ -184,13 +178,15 @@ RUN_STAGES = ("index", "cluster", "clean")  # `facesieve run`'s global stages (i
 def stage_times(out: Path, cfg: Config, stages: tuple[str, ...]) -> tuple[dict[str, float], float]:
     """Seconds of each global stage run (the sum of its steps') and of the whole run, which
     also holds starting Ray and writing the manifest between steps: one `facesieve run` without
-    its embed stage."""
+    its embed stage. A stage none of whose steps had a unit to do (done by an earlier run, with
+    ``--keep``) is left out."""
     t = time.perf_counter()
     result = run_command("run", str(out), cfg, stages=stages, show_progress=False)
     wall = time.perf_counter() - t
     if result.stopped or any(r.failed for r in result.steps.values()):
         raise RuntimeError(f"the run failed: {result.stopped}")
     ran = {k: v for k, v in STEPS.items() if all(s in result.steps for s in v)}
+    ran = {k: v for k, v in ran.items() if any(result.steps[s].processed for s in v)}
     times = {k: round(sum(result.steps[s].seconds for s in v), 1) for k, v in ran.items()}
     return times, round(wall, 1)
 
@@ -258,10 +254,12 @@ def measure(
     queries: int,
     stages: tuple[str, ...] = RUN_STAGES,
     keep: bool = False,
+    nprobe: int | None = None,
 ) -> dict[str, Any]:
     out = work / f"faces-{n}"
-    labels = generate(out, n, tuple(s for s in RUN_STAGES if s not in stages) if keep else ())
-    cfg = Config().with_overrides("run", runner=runner).validate()
+    labels = generate(out, n, keep)
+    cfg = Config().with_overrides("run", runner=runner).with_overrides("index", nprobe=nprobe)
+    cfg = cfg.validate()
     with PeakMemory() as memory:
         times, wall = stage_times(out, cfg, stages)
     k = cfg.index.knn_k
@@ -273,13 +271,13 @@ def measure(
         "peak_rss_gb": round(memory.peak / 2**30, 2),
         "peak_gb_by_step": {k: round(v / 2**30, 2) for k, v in memory.by_step.items()},
         "knn_same_identity_recall": (
-            same_identity_recall(out, labels, queries, k) if "index" in stages else None
+            same_identity_recall(out, labels, queries, k) if "knn" in times else None
         ),
         "factory": manifest.get("factory"),
-        "nprobe": manifest.get("params", {}).get("nprobe"),
+        "nprobe": cfg.index.nprobe or manifest.get("params", {}).get("nprobe"),
         "knn_k": k,
         "runner": runner,
-        "kept": [s for s in RUN_STAGES if s not in stages] if keep else [],
+        "kept": [s for s in STEPS if s not in times] if keep else [],
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -338,8 +336,9 @@ def main() -> int:
     ap.add_argument(
         "--keep",
         action="store_true",
-        help="keep the outputs of the stages not run, from the last run of the same --faces",
+        help="keep the last run's outputs (same --faces): only what changed is redone",
     )
+    ap.add_argument("--nprobe", type=int, help="index.nprobe (default: the index's own rule)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO, stream=sys.stderr)
     results = args.work / "results.jsonl"
@@ -352,7 +351,9 @@ def main() -> int:
     stages = tuple(x for x in args.stages.split(",") if x)
     if not stages or set(stages) - set(RUN_STAGES) or ("index" not in stages and not args.keep):
         ap.error(f"--stages: some of {', '.join(RUN_STAGES)}, index among them unless --keep")
-    result = measure(args.faces, args.work, args.runner, args.queries, stages, args.keep)
+    result = measure(
+        args.faces, args.work, args.runner, args.queries, stages, args.keep, args.nprobe
+    )
     with results.open("a") as f:
         f.write(json.dumps(result) + "\n")
     print(json.dumps(result, indent=None if args.json else 2))

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from facesieve.clean.embeddings import EmbeddingRows, read_embeddings
+from facesieve.errors import StorageError
 from facesieve.storage import LocalStore
 
 
@@ -42,3 +46,12 @@ def test_shards_are_read_into_face_order(tmp_path: Path) -> None:
     order = rng.permutation(len(read_order))  # face row i is row order[i] of the shards
     rows = read_embeddings(out, "faces", order)
     assert np.array_equal(rows[:], read_order[order])
+
+
+def test_no_room_on_local_disk_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(StorageError, match=r"needs 0\.0 GB of local disk .* set TMPDIR"):
+        EmbeddingRows(10, 8)

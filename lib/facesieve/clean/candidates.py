@@ -23,14 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from facesieve.clean.inputs import CleanInputs
+from facesieve.clean.inputs import GRAPH_BLOCK, CleanInputs
 from facesieve.config import CleanConfig
 from facesieve.faces.photo import as_vectors
 
 log = logging.getLogger(__name__)
 
 PHOTO_NEIGHBOURS = 5  # descriptor neighbours per image
-GRAPH_BLOCK = 1 << 18  # graph rows scanned at a time for face candidates
 EXACT_SEARCH_BELOW = 50_000  # images; above, an IVF search (FAISS) keeps the cost linear
 PHOTO_BLOCK = 1 << 16  # photos whose descriptor vectors are made at a time
 
@@ -49,7 +48,7 @@ def face_candidates(
     """(image, image) -> (face, face, cosine) of the best face pair from the kNN graph; only
     faces where ``faces`` is True, images in different exact-copy groups (``canon``)."""
     best: dict[tuple[int, int], tuple[int, int, float]] = {}
-    for start in range(0, len(inp.neighbors), GRAPH_BLOCK):  # no (F*K,) int64 temporaries
+    for start in range(0, len(inp.neighbors), GRAPH_BLOCK):  # no (F*K,) temporaries
         nb = inp.neighbors[start : start + GRAPH_BLOCK]
         src = np.repeat(np.arange(start, start + len(nb)), nb.shape[1])
         dst = nb.reshape(-1)

@@ -15,12 +15,14 @@ all of it). The values are the stored float32 ones: the rules decide as they did
 from __future__ import annotations
 
 import mmap
+import os
 import tempfile
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from facesieve.errors import StorageError
 from facesieve.outputs import folder_keys, read_parquets
 from facesieve.schema import EMBEDDING_DIM
 from facesieve.storage.base import Store
@@ -34,7 +36,17 @@ class EmbeddingRows:
         self.shape = (n, dim)
         # closed by close(), or when collected: the rows outlive any one with-block
         self._file = tempfile.TemporaryFile(prefix="facesieve-embeddings-")  # noqa: SIM115
-        self._file.truncate(n * dim * 4)  # sparse: zeros until written
+        size = n * dim * 4
+        if size:  # reserved now: a full disk under a mapping would kill the process (SIGBUS)
+            try:
+                os.posix_fallocate(self._file.fileno(), 0, size)
+            except OSError as exc:
+                self._file.close()
+                raise StorageError(
+                    f"clean needs {size / 2**30:.1f} GB of local disk under "
+                    f"{tempfile.gettempdir()} for {n} embeddings ({exc.strerror}): set TMPDIR "
+                    "to a disk with room"
+                ) from exc
 
     @classmethod
     def of(cls, emb: np.ndarray) -> EmbeddingRows:

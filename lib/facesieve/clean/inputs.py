@@ -136,7 +136,7 @@ def _face_graph(graph: KnnGraph, face_ids: pa.Array) -> tuple[np.ndarray, np.nda
     return neighbors, sims
 
 
-GRAPH_BLOCK = 1 << 18  # graph rows mapped at a time
+GRAPH_BLOCK = 1 << 18  # graph rows handled at a time (here and by clean.candidates)
 
 
 def _descriptors(column: pa.ChunkedArray) -> np.ndarray:

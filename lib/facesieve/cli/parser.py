@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT. Writes OUT/report/actions.parquet (+ .csv): one row per input image with action "
         "keep|drop|relabel|review and its reasons; summary.json; index.html. Every threshold "
         "is a clean.* key: change it with --set clean.KEY=VALUE or a --config file (the keys: "
-        "`facesieve config`, docs/CLEANING.md).",
+        "`facesieve config`, docs/CLEANING.md). The embeddings are read into a temporary "
+        "file under TMPDIR on the node that cleans (2 KB a face, deleted when done).",
         "output root with clusters",
     )
     add_common(p)
