@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facesieve.api import embeddings
 from facesieve.index.reader import RERANK_DTYPE, norms
 from facesieve.outputs import read_folder
 from facesieve.storage import LocalStore
@@ -50,9 +51,7 @@ def cosine_of(emb: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def measure(out: Path, k: int) -> dict[str, object]:
-    chunks: list[np.ndarray] = []
-    read_folder(LocalStore(out), "faces", ["face_id", "embedding"], chunks)
-    emb32 = np.concatenate(chunks)
+    emb32 = embeddings(read_folder(LocalStore(out), "faces", ["face_id", "embedding"]))
     emb16 = emb32.astype(RERANK_DTYPE)
     ids32 = exact_graph(emb32, k)
     ids16 = exact_graph(emb16, k)

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from facesieve.api import embeddings
 from facesieve.cli.main import main
 from facesieve.config import Config
 from facesieve.devtools.synthetic import SphereModel, identities, write_embed_output
@@ -79,9 +80,8 @@ def test_reranking_compares_float16_values_within_1e4_of_float32(built: Path) ->
     query = np.repeat(dense.emb[rows].astype(np.float64), 10, axis=0)[ok.reshape(-1)]
     cos = np.einsum("nd,nd->n", query, half) / np.linalg.norm(query, axis=1)
     np.testing.assert_allclose(sims[ok], cos / np.linalg.norm(half, axis=1), rtol=0, atol=1e-7)
-    chunks: list[np.ndarray] = []
-    table = read_folder(LocalStore(built), "faces", ["index_id", "embedding"], chunks)
-    stored = dict(zip(table.column("index_id").to_pylist(), np.concatenate(chunks), strict=True))
+    table = read_folder(LocalStore(built), "faces", ["index_id", "embedding"])
+    stored = dict(zip(table.column("index_id").to_pylist(), embeddings(table), strict=True))
     full = np.stack([stored[int(i)] for i in found[ok]]).astype(np.float64)
     q32 = np.stack([stored[int(i)] for i in dense.ids[rows]]).astype(np.float64)
     q32 = np.repeat(q32, 10, axis=0)[ok.reshape(-1)]
